@@ -1,0 +1,66 @@
+"""Save and load a learned optimizer with its config, seed and package version (atomic writes)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .lstm_optimizer import LSTMConfig, LSTMOptimizer
+
+FORMAT = "l2l-lstm-optimizer/1"
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_optimizer(path, lstm: LSTMOptimizer, seed: int, **metadata) -> Path:
+    """Write the LSTM's weights with everything needed to rebuild it and to know where it came from."""
+    return atomic_torch_save({
+        "format": FORMAT,
+        "version": __version__,
+        "config": lstm.config.to_dict(),
+        "seed": seed,
+        "state_dict": {k: v.detach().cpu() for k, v in lstm.state_dict().items()},
+        "metadata": metadata,
+    }, path)
+
+
+def load_optimizer(path, device="cpu", expect_config: LSTMConfig | None = None) -> tuple[LSTMOptimizer, dict]:
+    """Rebuild a saved LSTM; returns (optimizer, checkpoint dict without weights).
+
+    A missing, truncated or foreign file, or one whose config differs from ``expect_config``,
+    raises a ValueError/FileNotFoundError that says which and why.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint={str(path)!r} does not exist; train one with meta_train() and save_optimizer()")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or not a torch file
+        raise ValueError(f"checkpoint={str(path)!r} is not a readable l2l checkpoint (truncated or corrupt?): {err}") from err
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(f"checkpoint={str(path)!r} is not an l2l optimizer checkpoint (expected format {FORMAT!r})")
+    config = LSTMConfig(**blob["config"])
+    if expect_config is not None and config != expect_config:
+        raise ValueError(f"checkpoint={str(path)!r} has config {config}, but {expect_config} was expected")
+    lstm = LSTMOptimizer(config, seed=blob["seed"])
+    lstm.load_state_dict(blob["state_dict"])
+    info = {k: v for k, v in blob.items() if k != "state_dict"}
+    return lstm.to(device), info

@@ -1,0 +1,109 @@
+"""Evaluation: run learned or baseline optimizers on held-out tasks and return tidy DataFrames.
+
+Rows are (optimizer, lr, seed, task, step, loss[, final_accuracy]); ``summarize`` turns them into
+means with 95% confidence intervals over (seed, task) pairs.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+from tqdm.auto import tqdm
+
+from .baselines import Baseline
+from .checks import check_choice, check_int, check_seed
+from .lstm_optimizer import LSTMOptimizer
+from .runners import run_baseline, run_learned
+from .tasks import SPLITS
+
+LSTM_LABEL = "LSTM"
+
+
+def optimizer_label(optimizer) -> str:
+    """'LSTM' for a learned optimizer, the baseline's display name (SGD, RMSprop, Adam, NAG) otherwise."""
+    if isinstance(optimizer, LSTMOptimizer):
+        return LSTM_LABEL
+    if isinstance(optimizer, Baseline):
+        return optimizer.label
+    raise TypeError(f"optimizer={optimizer!r} must be an LSTMOptimizer or a Baseline(name, lr)")
+
+
+def _run(optimizer, tasks, steps):
+    if isinstance(optimizer, LSTMOptimizer):
+        return run_learned(optimizer, tasks, steps)
+    return run_baseline(optimizer.name, optimizer.lr, tasks, steps)
+
+
+def evaluate(optimizer, family, n_tasks: int = 100, steps: int = 200, seed: int = 0, split: str = "test",
+             chunk_size: int | None = None, label: str | None = None, progress: bool = False) -> pd.DataFrame:
+    """Loss of every task at steps 0..``steps`` (and held-out accuracy at the end for classifiers).
+
+    Tasks are run ``chunk_size`` at a time (all at once by default) to bound memory; results do not
+    depend on the chunking. The same seed gives the same tasks and minibatches for every optimizer.
+    """
+    name = label or optimizer_label(optimizer)
+    check_int("n_tasks", n_tasks)
+    check_int("steps", steps)
+    check_seed("seed", seed)
+    check_choice("split", split, SPLITS)
+    chunk = check_int("chunk_size", chunk_size) if chunk_size is not None else n_tasks
+    tasks = family.sample(n_tasks, seed, split=split)
+    losses, accuracies = [], []
+    for start in tqdm(range(0, n_tasks, chunk), desc=f"evaluate {name}", disable=not progress):
+        part = tasks.subset(start, min(start + chunk, n_tasks))
+        loss, theta = _run(optimizer, part, steps)
+        losses.append(loss.cpu())
+        acc = part.accuracy(theta)
+        accuracies.append(None if acc is None else acc.cpu())
+    loss = torch.cat(losses, dim=1).numpy()  # (steps + 1, n_tasks)
+    frame = pd.DataFrame({
+        "optimizer": name,
+        "lr": optimizer.lr if isinstance(optimizer, Baseline) else math.nan,
+        "seed": seed,
+        "task": np.tile(np.arange(n_tasks), steps + 1),
+        "step": np.repeat(np.arange(steps + 1), n_tasks),
+        "loss": loss.reshape(-1).astype(np.float64),
+    })
+    if accuracies[0] is not None:
+        frame["final_accuracy"] = np.tile(torch.cat(accuracies).numpy().astype(np.float64), steps + 1)
+    return frame.sort_values(["task", "step"], kind="stable").reset_index(drop=True)
+
+
+def compare(optimizers: dict, family, seeds=(0,), **kwargs) -> pd.DataFrame:
+    """Evaluate each ``{label: optimizer}`` on the same tasks for every seed; one tidy frame."""
+    frames = [evaluate(opt, family, seed=s, label=label, **kwargs)
+              for s in seeds for label, opt in optimizers.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the t-based confidence interval (low, high) of a sample; degenerate for n < 2."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+    return mean, mean - half, mean + half
+
+
+def summarize(frame: pd.DataFrame, at_steps=(100, 200), sum_steps: int = 100) -> pd.DataFrame:
+    """Per optimizer: loss at ``at_steps``, loss summed over steps 0..sum_steps-1 (the thesis' metric) and
+    final accuracy, each as mean with a 95% CI over (seed, task) pairs. Steps beyond the run are left out."""
+    rows = []
+    for name, group in frame.groupby("optimizer", sort=False):
+        row = {"optimizer": name, "lr": group["lr"].iloc[0]}
+        per_task = group.groupby(["seed", "task"])
+        for k in at_steps:
+            if k <= group["step"].max():
+                row[f"loss@{k}"], row[f"loss@{k} lo"], row[f"loss@{k} hi"] = mean_ci(
+                    group.loc[group.step == k, "loss"])
+        if sum_steps <= group["step"].max():
+            sums = group[group.step < sum_steps].groupby(["seed", "task"])["loss"].sum()
+            row[f"sum@{sum_steps}"], row[f"sum@{sum_steps} lo"], row[f"sum@{sum_steps} hi"] = mean_ci(sums)
+        if "final_accuracy" in group:
+            row["accuracy"], row["accuracy lo"], row["accuracy hi"] = mean_ci(per_task["final_accuracy"].first())
+        rows.append(row)
+    return pd.DataFrame(rows)

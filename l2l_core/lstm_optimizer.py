@@ -1,0 +1,93 @@
+"""The learned optimizer: a coordinatewise two-layer LSTM shared by every parameter coordinate.
+
+Every coordinate of the optimizee is a row of a batch: one set of LSTM weights (phi) is applied to
+all coordinates, each with its own hidden state, so the optimizer works for any number of
+parameters and any number of stacked tasks. Gates are fused (one matmul per layer).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .checks import check_int, check_positive_float
+from .preprocess import preprocess_gradients
+
+LSTMState = tuple[torch.Tensor, ...]  # (h_1, c_1, h_2, c_2, ...), each of shape (N, hidden_size)
+
+
+@dataclass(frozen=True)
+class LSTMConfig:
+    """Architecture of the learned optimizer; defaults are the paper's 2 x 20 LSTM."""
+
+    hidden_size: int = 20
+    num_layers: int = 2
+    preprocess: bool = True
+    output_scale: float = 0.1
+    preprocess_p: float = 10.0
+
+    def __post_init__(self):
+        check_int("hidden_size", self.hidden_size)
+        check_int("num_layers", self.num_layers)
+        check_positive_float("output_scale", self.output_scale)
+        check_positive_float("preprocess_p", self.preprocess_p)
+        if not isinstance(self.preprocess, bool):
+            raise TypeError(f"preprocess={self.preprocess!r} must be True or False")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LSTMOptimizer(nn.Module):
+    """m(grad, state; phi) -> (update, new state), applied to every coordinate independently."""
+
+    def __init__(self, config: LSTMConfig | None = None, seed: int = 0):
+        super().__init__()
+        self.config = config or LSTMConfig()
+        hidden = self.config.hidden_size
+        input_size = 2 if self.config.preprocess else 1
+        bound = 1.0 / math.sqrt(hidden)  # torch.nn.LSTMCell / nn.Linear default initialisation
+        generator = torch.Generator().manual_seed(seed)
+
+        def uniform(*shape):
+            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound, generator=generator))
+
+        self.gate_weights = nn.ParameterList()
+        self.gate_biases = nn.ParameterList()
+        for layer in range(self.config.num_layers):
+            fan_in = (input_size if layer == 0 else hidden) + hidden
+            # columns: input, forget, output gates (sigmoid) then the cell candidate (tanh)
+            self.gate_weights.append(uniform(fan_in, 4 * hidden))
+            self.gate_biases.append(uniform(4 * hidden))
+        self.output_weight = uniform(hidden, 1)
+        self.output_bias = uniform(1)
+
+    def initial_state(self, n_coordinates: int, device=None, dtype=torch.float32) -> LSTMState:
+        """Zero hidden and cell states for ``n_coordinates`` coordinates."""
+        zeros = lambda: torch.zeros(n_coordinates, self.config.hidden_size, device=device, dtype=dtype)
+        return tuple(zeros() for _ in range(2 * self.config.num_layers))
+
+    def features(self, grad: torch.Tensor) -> torch.Tensor:
+        """The LSTM's input for a flat gradient: preprocessed (N, 2) or raw (N, 1)."""
+        if self.config.preprocess:
+            return preprocess_gradients(grad, self.config.preprocess_p)
+        return grad.unsqueeze(1)
+
+    def forward(self, grad: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
+        """Updates (N,) for a flat gradient (N,) and the next state."""
+        hidden = self.config.hidden_size
+        x = self.features(grad)
+        new_state = []
+        for layer, (weight, bias) in enumerate(zip(self.gate_weights, self.gate_biases)):
+            h, c = state[2 * layer], state[2 * layer + 1]
+            gates = torch.addmm(bias, torch.cat((x, h), dim=1), weight)
+            sig = gates[:, : 3 * hidden].sigmoid()
+            candidate = gates[:, 3 * hidden :].tanh()
+            c = sig[:, hidden : 2 * hidden] * c + sig[:, :hidden] * candidate
+            h = sig[:, 2 * hidden :] * c.tanh()
+            new_state += [h, c]
+            x = h
+        update = torch.addmm(self.output_bias, x, self.output_weight).squeeze(1)
+        return update * self.config.output_scale, tuple(new_state)

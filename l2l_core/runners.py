@@ -1,0 +1,66 @@
+"""Run an optimizer (learned or torch.optim) on a task batch without a meta-gradient tape.
+
+Both runners return the loss of every task at steps 0..T (step t = loss at theta_t on minibatch t,
+so steps 0..T-1 are the losses the optimizer saw, as summed in the thesis) and the final parameters.
+"""
+from __future__ import annotations
+
+import torch
+
+from .baselines import build_baseline
+from .checks import check_int
+from .lstm_optimizer import LSTMOptimizer
+from .tasks import TaskBatch
+
+
+def _loss_and_grad(tasks: TaskBatch, theta: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    theta = theta.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = tasks.loss(theta, step)
+        (grad,) = torch.autograd.grad(loss.sum(), theta)
+    return loss.detach(), grad
+
+
+@torch.no_grad()
+def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimise ``tasks`` for ``steps`` steps with the LSTM; returns (losses (steps+1, n), theta_T)."""
+    check_int("steps", steps)
+    theta = tasks.initial_params()
+    state = lstm.initial_state(theta.numel(), device=theta.device, dtype=theta.dtype)
+    losses = []
+    for t in range(steps):
+        loss, grad = _loss_and_grad(tasks, theta, t)
+        losses.append(loss)
+        update, state = lstm(grad.reshape(-1), state)
+        theta = theta + update.view_as(theta)
+    losses.append(tasks.loss(theta, steps))
+    return torch.stack(losses), theta
+
+
+def run_baselines(name: str, lrs: list[float], tasks: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the named torch.optim baseline at every rate in ``lrs`` at once (one param group per rate).
+
+    Returns losses (len(lrs), steps+1, n_tasks) and final parameters (len(lrs), n_tasks, dim).
+    Tasks never interact and these optimizers are elementwise, so this equals separate runs.
+    """
+    check_int("steps", steps)
+    stacked = tasks.repeat(len(lrs))
+    start = tasks.initial_params()
+    params = [start.clone().requires_grad_(True) for _ in lrs]
+    optimizer = build_baseline(name, [{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=lrs[0])
+    losses = []
+    for t in range(steps + 1):
+        optimizer.zero_grad(set_to_none=True)
+        loss = stacked.loss(torch.cat(params), t)
+        losses.append(loss.detach().view(len(lrs), tasks.n_tasks))
+        if t == steps:
+            break
+        loss.sum().backward()
+        optimizer.step()
+    return torch.stack(losses, dim=1), torch.stack([p.detach() for p in params])
+
+
+def run_baseline(name: str, lr: float, tasks: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One baseline at one learning rate; returns (losses (steps+1, n), theta_T)."""
+    losses, theta = run_baselines(name, [lr], tasks, steps)
+    return losses[0], theta[0]

@@ -1,0 +1,285 @@
+"""Optimizees as functional task batches: a flat parameter matrix theta (n_tasks, dim) and a loss.
+
+A *family* samples batches of tasks; a *task batch* gives initial parameters and per-task losses
+``loss(theta, step) -> (n_tasks,)``. Tasks never interact, so summing their losses gives each task
+its own gradient, and the coordinatewise LSTM (or any elementwise torch.optim optimizer) can treat a
+whole batch as one long parameter vector. Task ``i`` of ``sample(n, seed, split)`` depends only on
+``(seed, split, i)``, so evaluating tasks in chunks gives the same numbers as all at once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from .checks import check_choice, check_int, check_seed
+from .lstm_optimizer import LSTMConfig
+from .seeding import derive_seed, generator
+
+SPLITS = ("meta_train", "meta_val", "test")
+ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu}
+QUADRATIC_DISTRIBUTIONS = ("gaussian", "uniform")
+
+
+class TaskBatch:
+    """Interface of a batch of optimizees (see module docstring)."""
+
+    n_tasks: int
+    dim: int
+    task_seeds: list[int]
+
+    def initial_params(self) -> torch.Tensor:  # (n_tasks, dim)
+        raise NotImplementedError
+
+    def loss(self, theta: torch.Tensor, step: int) -> torch.Tensor:  # (n_tasks,)
+        raise NotImplementedError
+
+    def accuracy(self, theta: torch.Tensor) -> torch.Tensor | None:
+        """Held-out accuracy per task for classifiers, ``None`` for other tasks."""
+        return None
+
+    def repeat(self, k: int) -> "TaskBatch":
+        """The same tasks stacked ``k`` times (copy j of task i is task ``j * n_tasks + i``)."""
+        raise NotImplementedError
+
+    def subset(self, start: int, stop: int) -> "TaskBatch":
+        """Tasks ``start..stop-1`` as a batch of their own (for evaluating in chunks)."""
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- quadratics
+@dataclass
+class QuadraticTasks(TaskBatch):
+    """f(theta) = ||W theta - y||^2 for each task, W (n, d, d), y (n, d)."""
+
+    W: torch.Tensor
+    y: torch.Tensor
+    task_seeds: list[int]
+
+    @property
+    def n_tasks(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.W.shape[2]
+
+    def initial_params(self) -> torch.Tensor:
+        # the thesis code (a popular PyTorch port) starts every quadratic at theta = 0
+        return torch.zeros(self.n_tasks, self.dim, device=self.W.device)
+
+    def repeat(self, k: int) -> "QuadraticTasks":
+        return QuadraticTasks(self.W.repeat(k, 1, 1), self.y.repeat(k, 1), self.task_seeds * k)
+
+    def subset(self, start: int, stop: int) -> "QuadraticTasks":
+        return QuadraticTasks(self.W[start:stop], self.y[start:stop], self.task_seeds[start:stop])
+
+    def loss(self, theta: torch.Tensor, step: int) -> torch.Tensor:
+        residual = torch.bmm(self.W, theta.unsqueeze(2)).squeeze(2) - self.y
+        return residual.pow(2).sum(1)
+
+
+@dataclass(frozen=True)
+class QuadraticFamily:
+    """10-d quadratics; W and y drawn N(0, 1) as in the thesis, or U[0, 1) as in the paper's code."""
+
+    dim: int = 10
+    distribution: str = "gaussian"
+    device: str = "cpu"
+    name = "quadratic"
+    default_lstm = LSTMConfig(preprocess=False, output_scale=1.0)
+    default_meta_lr = 0.003
+
+    def __post_init__(self):
+        check_int("dim", self.dim)
+        check_choice("distribution", self.distribution, QUADRATIC_DISTRIBUTIONS)
+
+    def describe(self) -> str:
+        return f"quadratic-{self.dim}d-{self.distribution}"
+
+    def sample(self, n_tasks: int, seed: int, split: str = "test") -> QuadraticTasks:
+        check_int("n_tasks", n_tasks)
+        check_seed("seed", seed)
+        check_choice("split", split, SPLITS)
+        seeds = [derive_seed("quadratic", seed, split, i) for i in range(n_tasks)]
+        W, y = [], []
+        for s in seeds:
+            g = torch.Generator().manual_seed(s)
+            draw = torch.randn if self.distribution == "gaussian" else torch.rand
+            W.append(draw(self.dim, self.dim, generator=g))
+            y.append(draw(self.dim, generator=g))
+        return QuadraticTasks(torch.stack(W).to(self.device), torch.stack(y).to(self.device), seeds)
+
+
+# ----------------------------------------------------------------------------- MLP classifiers
+@dataclass(frozen=True)
+class MLPShape:
+    """Layer sizes of an MLP; parameters are laid out flat as [W_1 (in x out) row-major, b_1, W_2, b_2, ...]."""
+
+    sizes: tuple[int, ...]
+
+    @property
+    def layers(self) -> list[tuple[int, int]]:
+        return list(zip(self.sizes[:-1], self.sizes[1:]))
+
+    @property
+    def dim(self) -> int:
+        return sum(i * o + o for i, o in self.layers)
+
+    def unflatten(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Views (W (n, in, out), b (n, out)) of a flat (n, dim) parameter matrix."""
+        out, offset = [], 0
+        for fan_in, fan_out in self.layers:
+            W = theta[:, offset : offset + fan_in * fan_out].view(-1, fan_in, fan_out)
+            offset += fan_in * fan_out
+            b = theta[:, offset : offset + fan_out]
+            offset += fan_out
+            out.append((W, b))
+        return out
+
+    def init(self, task_seed: int) -> torch.Tensor:
+        """torch.nn.Linear's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as in the thesis code."""
+        g = torch.Generator().manual_seed(task_seed)
+        parts = []
+        for fan_in, fan_out in self.layers:
+            bound = 1.0 / math.sqrt(fan_in)
+            parts.append(torch.empty(fan_in * fan_out + fan_out).uniform_(-bound, bound, generator=g))
+        return torch.cat(parts)
+
+
+@dataclass
+class MLPTasks(TaskBatch):
+    """Minibatch cross-entropy of MLP classifiers; each task has its own init and minibatch stream.
+
+    Minibatches (with replacement) come from the split's *fit* half; accuracy is measured on its
+    disjoint *score* half, so the reported accuracy is a held-out accuracy for the optimizee too.
+    """
+
+    shape: MLPShape
+    activation: str
+    batch_size: int
+    fit_x: torch.Tensor
+    fit_y: torch.Tensor
+    score_x: torch.Tensor
+    score_y: torch.Tensor
+    task_seeds: list[int]
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.task_seeds)
+
+    @property
+    def dim(self) -> int:
+        return self.shape.dim
+
+    def initial_params(self) -> torch.Tensor:
+        return torch.stack([self.shape.init(s) for s in self.task_seeds]).to(self.fit_x.device)
+
+    def minibatch_indices(self, step: int) -> torch.Tensor:
+        """(n_tasks, batch_size) indices into the fit data; a pure function of (task seed, step)."""
+        n = self.fit_x.shape[0]
+        unique = {s: torch.randint(n, (self.batch_size,), generator=generator(s, step)) for s in set(self.task_seeds)}
+        return torch.stack([unique[s] for s in self.task_seeds]).to(self.fit_x.device)
+
+    def repeat(self, k: int) -> "MLPTasks":
+        return replace(self, task_seeds=self.task_seeds * k)
+
+    def subset(self, start: int, stop: int) -> "MLPTasks":
+        return replace(self, task_seeds=self.task_seeds[start:stop])
+
+    def logits(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """x (n, B, in) or (B, in) shared by all tasks -> logits (n, B, classes)."""
+        act = ACTIVATIONS[self.activation]
+        layers = self.shape.unflatten(theta)
+        h = x
+        for k, (W, b) in enumerate(layers):
+            h = torch.matmul(h, W) + b.unsqueeze(1)
+            if k < len(layers) - 1:
+                h = act(h)
+        return h
+
+    def loss(self, theta: torch.Tensor, step: int) -> torch.Tensor:
+        idx = self.minibatch_indices(step)
+        logits = self.logits(theta, self.fit_x[idx])
+        n, B, C = logits.shape
+        ce = F.cross_entropy(logits.reshape(n * B, C), self.fit_y[idx].reshape(n * B), reduction="none")
+        return ce.view(n, B).mean(1)
+
+    @torch.no_grad()
+    def accuracy(self, theta: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(theta, self.score_x)
+        return (logits.argmax(2) == self.score_y).float().mean(1)
+
+
+@dataclass(frozen=True)
+class MLPFamily:
+    """MLP classifiers on an image data set (784-20-10 sigmoid on MNIST in the thesis)."""
+
+    dataset: str = "mnist"
+    hidden: tuple[int, ...] = (20,)
+    activation: str = "sigmoid"
+    batch_size: int = 128
+    data_root: str | None = None
+    device: str = "cpu"
+    name = "mlp"
+    default_lstm = LSTMConfig(preprocess=True, output_scale=0.1)
+    default_meta_lr = 0.01
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        from .data import DATASETS
+
+        check_choice("dataset", self.dataset, DATASETS)
+        if not isinstance(self.hidden, (tuple, list)) or len(self.hidden) == 0:
+            raise ValueError(f"hidden={self.hidden!r} must be a non-empty tuple of positive layer sizes")
+        for h in self.hidden:
+            check_int("hidden (each layer size)", h)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("batch_size", self.batch_size)
+
+    def describe(self) -> str:
+        return f"{self.dataset}-mlp-{'-'.join(map(str, self.hidden))}-{self.activation}"
+
+    def _splits(self):
+        if "splits" not in self._cache:
+            from .data import load_image_data, meta_splits
+
+            data = load_image_data(self.dataset, self.data_root)
+            self._cache["data"] = data
+            self._cache["splits"] = meta_splits(data)
+        return self._cache["data"], self._cache["splits"]
+
+    @property
+    def shape(self) -> MLPShape:
+        data, _ = self._splits()
+        return MLPShape((data.input_size, *self.hidden, data.n_classes))
+
+    def _halves(self, split: str) -> tuple[torch.Tensor, ...]:
+        """(fit_x, fit_y, score_x, score_y) of a split, on the family's device, computed once."""
+        key = ("halves", split)
+        if key not in self._cache:
+            _, splits = self._splits()
+            part = splits[split]
+            order = torch.randperm(part.x.shape[0], generator=generator("fit-score", self.dataset, split))
+            fit, score = order[: len(order) // 2], order[len(order) // 2 :]
+            self._cache[key] = tuple(t.to(self.device) for t in (part.x[fit], part.y[fit], part.x[score], part.y[score]))
+        return self._cache[key]
+
+    def sample(self, n_tasks: int, seed: int, split: str = "test") -> MLPTasks:
+        check_int("n_tasks", n_tasks)
+        check_seed("seed", seed)
+        check_choice("split", split, SPLITS)
+        seeds = [derive_seed("mlp", self.dataset, seed, split, i) for i in range(n_tasks)]
+        return MLPTasks(self.shape, self.activation, self.batch_size, *self._halves(split), seeds)
+
+
+FAMILIES = {"quadratic": QuadraticFamily, "mlp": MLPFamily}
+
+
+def make_family(name: str, **options):
+    """Build a task family by name ('quadratic' or 'mlp') with its options."""
+    check_choice("family", name, FAMILIES)
+    return FAMILIES[name](**options)

@@ -1,0 +1,60 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from l2l_core.baselines import Baseline
+from l2l_core.evaluate import compare, evaluate, mean_ci, summarize
+from l2l_core.lstm_optimizer import LSTMOptimizer
+from l2l_core.tasks import QuadraticFamily
+
+
+def test_same_seed_gives_identical_frames_and_other_seed_differs():
+    fam = QuadraticFamily()
+    lstm = LSTMOptimizer(fam.default_lstm, seed=0)
+    opts = {"LSTM": lstm, "Adam": Baseline("adam", 0.1)}
+    a = compare(opts, fam, n_tasks=4, steps=10, seeds=(0, 1))
+    b = compare(opts, fam, n_tasks=4, steps=10, seeds=(0, 1))
+    pd.testing.assert_frame_equal(a, b)
+    c = compare(opts, fam, n_tasks=4, steps=10, seeds=(2, 3))
+    assert not np.allclose(a.loss.values, c.loss.values)
+
+
+def test_frame_is_tidy_and_steps_may_exceed_training_horizon():
+    fam = QuadraticFamily()
+    frame = evaluate(Baseline("sgd", 0.01), fam, n_tasks=3, steps=150, seed=0)
+    assert list(frame.columns) == ["optimizer", "lr", "seed", "task", "step", "loss"]
+    assert len(frame) == 3 * 151
+    assert set(frame.step) == set(range(151))
+    assert frame.groupby("task").size().eq(151).all()
+    # step 0 is the loss at theta_0 = 0: ||y||^2
+    tasks = fam.sample(3, 0, "test")
+    np.testing.assert_allclose(frame[frame.step == 0].loss.values, (tasks.y ** 2).sum(1).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda fam: LSTMOptimizer(fam.default_lstm, seed=1), lambda fam: Baseline("nag", 0.01)])
+def test_chunked_evaluation_equals_all_at_once(make):
+    fam = QuadraticFamily()
+    opt = make(fam)
+    whole = evaluate(opt, fam, n_tasks=5, steps=20, seed=3)
+    chunked = evaluate(opt, fam, n_tasks=5, steps=20, seed=3, chunk_size=2)
+    pd.testing.assert_frame_equal(whole, chunked, rtol=1e-5, atol=1e-6)
+
+
+def test_mean_ci_matches_t_interval_by_hand():
+    mean, lo, hi = mean_ci([1.0, 2.0, 3.0, 4.0])
+    # sd = 1.29099, se = 0.645497, t_{0.975, 3} = 3.182446
+    assert mean == 2.5
+    assert hi - mean == pytest.approx(3.182446 * 0.645497, rel=1e-5)
+    assert mean - lo == pytest.approx(hi - mean)
+
+
+def test_summarize_reports_steps_sums_and_intervals():
+    fam = QuadraticFamily()
+    frame = compare({"SGD": Baseline("sgd", 0.01), "Adam": Baseline("adam", 0.1)}, fam, n_tasks=6, steps=100)
+    table = summarize(frame, at_steps=(100, 200))
+    assert list(table.optimizer) == ["SGD", "Adam"]
+    assert "loss@200" not in table  # beyond the run
+    sgd = frame[frame.optimizer == "SGD"]
+    assert table.loc[0, "loss@100"] == pytest.approx(sgd[sgd.step == 100].loss.mean())
+    assert table.loc[0, "sum@100"] == pytest.approx(sgd[sgd.step < 100].groupby("task").loss.sum().mean())
+    assert (table["sum@100 lo"] < table["sum@100"]).all() and (table["sum@100"] < table["sum@100 hi"]).all()

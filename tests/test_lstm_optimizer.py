@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer
+
+
+@pytest.mark.parametrize("preprocess", [True, False])
+def test_permuting_coordinates_permutes_updates(preprocess):
+    lstm = LSTMOptimizer(LSTMConfig(preprocess=preprocess), seed=3)
+    g = torch.randn(50, generator=torch.Generator().manual_seed(1))
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(2))
+    state = lstm.initial_state(50)
+    # two steps, so the permuted hidden state must follow its coordinate too
+    u1, s1 = lstm(g, state)
+    u2, _ = lstm(g * 0.5, s1)
+    v1, r1 = lstm(g[perm], state)
+    v2, _ = lstm(g[perm] * 0.5, r1)
+    torch.testing.assert_close(v1, u1[perm])
+    torch.testing.assert_close(v2, u2[perm])
+
+
+def test_each_coordinate_keeps_its_own_state():
+    lstm = LSTMOptimizer(seed=0)
+    state = lstm.initial_state(2)
+    _, state = lstm(torch.tensor([1.0, -1e-3]), state)
+    h1 = state[0]
+    assert not torch.allclose(h1[0], h1[1])
+    # the same coordinate alone gives the same answer as inside a batch
+    alone = lstm.initial_state(1)
+    _, alone = lstm(torch.tensor([1.0]), alone)
+    torch.testing.assert_close(alone[0][0], h1[0])
+
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    a, b, c = LSTMOptimizer(seed=1), LSTMOptimizer(seed=1), LSTMOptimizer(seed=2)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+        assert not torch.equal(pa, pc)
+
+
+def test_output_scale_scales_updates():
+    small = LSTMOptimizer(LSTMConfig(output_scale=0.1), seed=0)
+    big = LSTMOptimizer(LSTMConfig(output_scale=1.0), seed=0)
+    g = torch.randn(10)
+    u_small, _ = small(g, small.initial_state(10))
+    u_big, _ = big(g, big.initial_state(10))
+    torch.testing.assert_close(u_big, 10 * u_small)
+
+
+def test_fused_gates_match_torch_lstm_cells():
+    """Our fused 2-layer LSTM computes exactly what two torch.nn.LSTMCell layers compute."""
+    lstm = LSTMOptimizer(LSTMConfig(preprocess=False, output_scale=1.0), seed=0).double()
+    H = lstm.config.hidden_size
+    cells = [torch.nn.LSTMCell(1, H).double(), torch.nn.LSTMCell(H, H).double()]
+    with torch.no_grad():
+        for cell, W, b in zip(cells, lstm.gate_weights, lstm.gate_biases):
+            n_in = W.shape[0] - H
+            # ours: columns (i, f, o, g); torch: rows (i, f, g, o)
+            i, f, o, g = W.T.split(H)
+            bi, bf, bo, bg = b.split(H)
+            order = torch.cat([i, f, g, o])
+            cell.weight_ih.copy_(order[:, :n_in])
+            cell.weight_hh.copy_(order[:, n_in:])
+            cell.bias_ih.copy_(torch.cat([bi, bf, bg, bo]))
+            cell.bias_hh.zero_()
+    grads = torch.randn(7, 3, dtype=torch.float64)
+    state = lstm.initial_state(7, dtype=torch.float64)
+    ref = [(torch.zeros(7, H, dtype=torch.float64),) * 2 for _ in cells]
+    for t in range(3):
+        update, state = lstm(grads[:, t], state)
+        x = grads[:, t : t + 1]
+        for k, cell in enumerate(cells):
+            ref[k] = cell(x, ref[k])
+            x = ref[k][0]
+        expected = (x @ lstm.output_weight + lstm.output_bias).squeeze(1)
+        torch.testing.assert_close(update, expected)
