@@ -83,10 +83,10 @@ class LSTMOptimizer(nn.Module):
         for layer, (weight, bias) in enumerate(zip(self.gate_weights, self.gate_biases)):
             h, c = state[2 * layer], state[2 * layer + 1]
             gates = torch.addmm(bias, torch.cat((x, h), dim=1), weight)
-            sig = gates[:, : 3 * hidden].sigmoid()
-            candidate = gates[:, 3 * hidden :].tanh()
-            c = sig[:, hidden : 2 * hidden] * c + sig[:, :hidden] * candidate
-            h = sig[:, 2 * hidden :] * c.tanh()
+            # chunk (not slicing) keeps the backward a single concatenation
+            i, f, o, candidate = gates.chunk(4, dim=1)
+            c = f.sigmoid() * c + i.sigmoid() * candidate.tanh()
+            h = o.sigmoid() * c.tanh()
             new_state += [h, c]
             x = h
         update = torch.addmm(self.output_bias, x, self.output_weight).squeeze(1)

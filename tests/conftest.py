@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+import torch
+
+from l2l_core.data import write_idx_images, write_idx_labels
+
+
+@pytest.fixture
+def tiny_mnist_root(tmp_path):
+    """A data root holding a tiny but real-format MNIST (idx files), 600 train / 200 test images."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 600), ("t10k", 200)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        # images that carry their label, so a classifier can learn them
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, lab in enumerate(labels):
+            images[i, lab * 2 : lab * 2 + 3, :] = 250
+        write_idx_images(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.set_num_threads(2)
