@@ -15,7 +15,7 @@ from torch import nn
 from .checks import check_int, check_positive_float
 from .preprocess import preprocess_gradients
 
-LSTMState = tuple[torch.Tensor, ...]  # (h_1, c_1, h_2, c_2, ...), each of shape (N, hidden_size)
+LSTMState = tuple[torch.Tensor, ...]  # (h_1, c_1, h_2, c_2, ...), each of shape (hidden_size, N)
 
 
 @dataclass(frozen=True)
@@ -58,36 +58,40 @@ class LSTMOptimizer(nn.Module):
         self.gate_biases = nn.ParameterList()
         for layer in range(self.config.num_layers):
             fan_in = (input_size if layer == 0 else hidden) + hidden
-            # columns: input, forget, output gates (sigmoid) then the cell candidate (tanh)
-            self.gate_weights.append(uniform(fan_in, 4 * hidden))
+            # rows: input, forget, output gates (sigmoid) then the cell candidate (tanh)
+            self.gate_weights.append(uniform(4 * hidden, fan_in))
             self.gate_biases.append(uniform(4 * hidden))
-        self.output_weight = uniform(hidden, 1)
+        self.output_weight = uniform(1, hidden)
         self.output_bias = uniform(1)
 
     def initial_state(self, n_coordinates: int, device=None, dtype=torch.float32) -> LSTMState:
-        """Zero hidden and cell states for ``n_coordinates`` coordinates."""
-        zeros = lambda: torch.zeros(n_coordinates, self.config.hidden_size, device=device, dtype=dtype)
+        """Zero hidden and cell states, feature-major: each of shape (hidden_size, n_coordinates)."""
+        zeros = lambda: torch.zeros(self.config.hidden_size, n_coordinates, device=device, dtype=dtype)
         return tuple(zeros() for _ in range(2 * self.config.num_layers))
 
     def features(self, grad: torch.Tensor) -> torch.Tensor:
-        """The LSTM's input for a flat gradient: preprocessed (N, 2) or raw (N, 1)."""
+        """The LSTM's input for a flat gradient, feature-major: preprocessed (2, N) or raw (1, N)."""
         if self.config.preprocess:
-            return preprocess_gradients(grad, self.config.preprocess_p)
-        return grad.unsqueeze(1)
+            return preprocess_gradients(grad, self.config.preprocess_p).T
+        return grad.unsqueeze(0)
 
     def forward(self, grad: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
-        """Updates (N,) for a flat gradient (N,) and the next state."""
+        """Updates (N,) for a flat gradient (N,) and the next state.
+
+        Coordinates run along the last axis, so every gate is a contiguous block of rows: the
+        elementwise work (most of the cost) runs on contiguous memory.
+        """
         hidden = self.config.hidden_size
         x = self.features(grad)
         new_state = []
         for layer, (weight, bias) in enumerate(zip(self.gate_weights, self.gate_biases)):
             h, c = state[2 * layer], state[2 * layer + 1]
-            gates = torch.addmm(bias, torch.cat((x, h), dim=1), weight)
-            # chunk (not slicing) keeps the backward a single concatenation
-            i, f, o, candidate = gates.chunk(4, dim=1)
-            c = f.sigmoid() * c + i.sigmoid() * candidate.tanh()
-            h = o.sigmoid() * c.tanh()
+            gates = torch.addmm(bias.unsqueeze(1), weight, torch.cat((x, h), dim=0))
+            sig, candidate = gates.split((3 * hidden, hidden))
+            i, f, o = sig.sigmoid().split(hidden)
+            c = f * c + i * candidate.tanh()
+            h = o * c.tanh()
             new_state += [h, c]
             x = h
-        update = torch.addmm(self.output_bias, x, self.output_weight).squeeze(1)
+        update = torch.addmm(self.output_bias.unsqueeze(1), self.output_weight, x).squeeze(0)
         return update * self.config.output_scale, tuple(new_state)

@@ -195,7 +195,12 @@ class MLPTasks(TaskBatch):
         layers = self.shape.unflatten(theta)
         h = x
         for k, (W, b) in enumerate(layers):
-            h = torch.matmul(h, W) + b.unsqueeze(1)
+            if h.dim() == 2:  # inputs shared by all tasks: one (B, in) @ (in, n*out) product, no broadcast copy
+                n, fan_in, fan_out = W.shape
+                h = (h @ W.transpose(0, 1).reshape(fan_in, n * fan_out)).view(-1, n, fan_out).transpose(0, 1)
+                h = h + b.unsqueeze(1)
+            else:
+                h = torch.baddbmm(b.unsqueeze(1), h, W)
             if k < len(layers) - 1:
                 h = act(h)
         return h

@@ -24,11 +24,11 @@ def test_each_coordinate_keeps_its_own_state():
     state = lstm.initial_state(2)
     _, state = lstm(torch.tensor([1.0, -1e-3]), state)
     h1 = state[0]
-    assert not torch.allclose(h1[0], h1[1])
+    assert not torch.allclose(h1[:, 0], h1[:, 1])
     # the same coordinate alone gives the same answer as inside a batch
     alone = lstm.initial_state(1)
     _, alone = lstm(torch.tensor([1.0]), alone)
-    torch.testing.assert_close(alone[0][0], h1[0])
+    torch.testing.assert_close(alone[0][:, 0], h1[:, 0])
 
 
 def test_same_seed_same_weights_other_seed_other_weights():
@@ -54,9 +54,9 @@ def test_fused_gates_match_torch_lstm_cells():
     cells = [torch.nn.LSTMCell(1, H).double(), torch.nn.LSTMCell(H, H).double()]
     with torch.no_grad():
         for cell, W, b in zip(cells, lstm.gate_weights, lstm.gate_biases):
-            n_in = W.shape[0] - H
-            # ours: columns (i, f, o, g); torch: rows (i, f, g, o)
-            i, f, o, g = W.T.split(H)
+            n_in = W.shape[1] - H
+            # ours: rows (i, f, o, g); torch: rows (i, f, g, o)
+            i, f, o, g = W.split(H)
             bi, bf, bo, bg = b.split(H)
             order = torch.cat([i, f, g, o])
             cell.weight_ih.copy_(order[:, :n_in])
@@ -72,5 +72,5 @@ def test_fused_gates_match_torch_lstm_cells():
         for k, cell in enumerate(cells):
             ref[k] = cell(x, ref[k])
             x = ref[k][0]
-        expected = (x @ lstm.output_weight + lstm.output_bias).squeeze(1)
+        expected = (x @ lstm.output_weight.T + lstm.output_bias).squeeze(1)
         torch.testing.assert_close(update, expected)

@@ -1,0 +1,42 @@
+# One-command entry points. `make test` and `make reproduce` create .venv and install on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Data root: ../shared/data when it exists (this project's offline copies), else ./data.
+L2L_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURDIR)/data)
+export L2L_DATA_DIR
+# Profile for `make reproduce` (full = paper fidelity; smoke = minutes, for checking the pipeline).
+PROFILE ?= full
+
+.PHONY: install test test-fast reproduce book bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+reproduce: $(STAMP)
+	$(PY) -m l2l_core.reproduce --profile $(PROFILE)
+
+book: $(STAMP)
+	$(PY) -m l2l_core.reproduce --book-only
+
+bench: $(STAMP)
+	$(PY) bench/run_bench.py
+
+clean:
+	rm -rf _build build .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,97 @@
+"""`make bench`: time the engine's hot paths on this machine and write bench/results.json.
+
+Workloads (issue numbers in the README): one MNIST meta-training trajectory (100 steps, unroll 20,
+batch 128, 784-20-10 sigmoid, preprocessing on) for the plain reference and for the engine, median of
+``--repeats``; evaluation of the LSTM and of the four baselines on MNIST test tasks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+import l2l_core
+from l2l_core.baselines import Baseline
+from l2l_core.evaluate import evaluate
+from l2l_core.lstm_optimizer import LSTMOptimizer
+from l2l_core.meta_train import train_trajectory
+from l2l_core.tasks import MLPFamily
+
+from reference import PlainLSTMOptimizer, plain_trajectory
+
+# FLOPs of one coordinate's LSTM step (2 layers x 20 units, 2 inputs): gate matmuls + output
+FORWARD_FLOP_PER_COORD = 2 * (22 * 80 + 40 * 80 + 20)
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--eval-tasks", type=int, default=100)
+    parser.add_argument("--eval-steps", type=int, default=200)
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    args = parser.parse_args()
+
+    family = MLPFamily(dataset="mnist", hidden=(20,), activation="sigmoid")
+    tasks = family.sample(1, 0, split="meta_train")
+    results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                           "torch": torch.__version__, "l2l_core": l2l_core.__version__},
+               "workloads": {}}
+
+    def record(name, seconds, flop=None, **extra):
+        entry = {"median_s": statistics.median(seconds), "all_s": seconds, **extra}
+        if flop:
+            entry["gflop_per_s"] = flop / entry["median_s"] / 1e9
+        results["workloads"][name] = entry
+        print(f"{name:45s} {entry['median_s']:8.3f} s" + (f"  {entry['gflop_per_s']:6.1f} GFLOP/s" if flop else ""),
+              flush=True)
+
+    # forward + backward through the LSTM ~ 3x forward, over 100 steps
+    traj_flop = 3 * FORWARD_FLOP_PER_COORD * tasks.dim * 100
+    plain = PlainLSTMOptimizer()
+    plain_opt = torch.optim.Adam(plain.parameters(), lr=0.01)
+    record("meta-train trajectory, plain reference", timed(lambda: plain_trajectory(plain, plain_opt, tasks), args.repeats),
+           traj_flop)
+    engine = LSTMOptimizer(family.default_lstm)
+    engine_opt = torch.optim.Adam(engine.parameters(), lr=0.01)
+    record("meta-train trajectory, engine", timed(lambda: train_trajectory(engine, engine_opt, tasks), args.repeats),
+           traj_flop)
+    w = results["workloads"]
+    w["meta-train trajectory, engine"]["ratio_engine_over_reference"] = (
+        w["meta-train trajectory, engine"]["median_s"] / w["meta-train trajectory, plain reference"]["median_s"])
+
+    n, T = args.eval_tasks, args.eval_steps
+    eval_flop = FORWARD_FLOP_PER_COORD * tasks.dim * n * T
+    record(f"evaluate LSTM, {n} MNIST tasks x {T} steps",
+           timed(lambda: evaluate(engine, family, n_tasks=n, steps=T), 1), eval_flop)
+    baseline_seconds = []
+    for name in ("sgd", "rmsprop", "adam", "nag"):
+        baseline_seconds += timed(lambda: evaluate(Baseline(name, 0.01), family, n_tasks=n, steps=T), 1)
+    record(f"evaluate 4 baselines, {n} MNIST tasks x {T} steps", [sum(baseline_seconds)])
+    results["peak_rss_mb"] = peak_rss_mb()
+    print(f"peak RSS {results['peak_rss_mb']:.0f} MB")
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
