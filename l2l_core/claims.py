@@ -1,0 +1,95 @@
+"""Claim checks: a thesis claim next to what our runs show, decided by paired 95% confidence intervals.
+
+All optimizers are evaluated on the same tasks and minibatches, so each (seed, task) gives a paired
+difference LSTM - baseline; a claim that the LSTM wins holds when every baseline's difference CI
+lies below zero, fails when some baseline's lies above zero, and is inconclusive otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+from .checks import check_choice
+from .evaluate import LSTM_LABEL, mean_ci
+
+VERDICTS = ("holds", "does not hold", "inconclusive")
+KINDS = ("lstm_wins", "lstm_fails")
+
+
+def per_task_metric(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One value per (optimizer, seed, task): 'sum@K' (loss summed over steps 0..K-1), 'loss@K', or 'accuracy'."""
+    keys = ["optimizer", "seed", "task"]
+    if metric == "accuracy":
+        return frame.groupby(keys, sort=False)["final_accuracy"].first().rename("value").reset_index()
+    kind, _, k = metric.partition("@")
+    if kind not in ("sum", "loss") or not k.isdigit():
+        raise ValueError(f"metric={metric!r} is not allowed; use 'sum@K', 'loss@K' or 'accuracy'")
+    k = int(k)
+    if frame["step"].max() < k:
+        raise ValueError(f"metric={metric!r} needs step {k}, but the run stops at step {frame['step'].max()}")
+    part = frame[frame.step < k] if kind == "sum" else frame[frame.step == k]
+    agg = "sum" if kind == "sum" else "first"
+    return part.groupby(keys, sort=False)["loss"].agg(agg).rename("value").reset_index()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the thesis about one experiment (and optionally one ``setting`` of its frame)."""
+
+    experiment: str
+    claim: str
+    thesis: str
+    kind: str = "lstm_wins"
+    metric: str = "sum@100"
+    setting: str | None = None
+
+    def __post_init__(self):
+        check_choice("kind", self.kind, KINDS)
+
+    def capped(self, steps: int) -> "Claim":
+        """The same claim on a run of only ``steps`` steps (smoke runs): 'sum@100' becomes 'sum@steps'."""
+        kind, _, k = self.metric.partition("@")
+        if k.isdigit() and int(k) > steps:
+            return replace(self, metric=f"{kind}@{steps}")
+        return self
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.4g}"
+
+
+def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
+    """Decide ``claim`` on ``frame`` (rows of ``evaluate``/``compare``); returns one row of the claims table."""
+    data = frame if claim.setting is None else frame[frame["setting"] == claim.setting]
+    if data.empty:
+        raise ValueError(f"setting={claim.setting!r} has no rows in the frame")
+    values = per_task_metric(data, claim.metric).pivot_table(index=["seed", "task"], columns="optimizer",
+                                                             values="value")
+    baselines = [c for c in values.columns if c != LSTM_LABEL]
+    means = {name: mean_ci(values[name]) for name in values.columns}
+    lower_is_better = claim.metric != "accuracy"
+    sign = 1 if lower_is_better else -1
+    diffs = {b: mean_ci(sign * (values[LSTM_LABEL] - values[b])) for b in baselines}  # < 0: LSTM better
+    lstm_better_all = all(hi < 0 for _, _, hi in diffs.values())
+    some_baseline_better = any(lo > 0 for _, lo, _ in diffs.values())
+    if claim.kind == "lstm_wins":
+        verdict = "holds" if lstm_better_all else "does not hold" if some_baseline_better else "inconclusive"
+    else:
+        verdict = "holds" if some_baseline_better else "does not hold" if lstm_better_all else "inconclusive"
+    best = (min if lower_is_better else max)(baselines, key=lambda b: means[b][0])
+    m, lo, hi = means[LSTM_LABEL]
+    bm, blo, bhi = means[best]
+    d, dlo, dhi = diffs[best]
+    ours = (f"LSTM {_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]; best baseline {best} {_fmt(bm)} [{_fmt(blo)}, {_fmt(bhi)}]; "
+            f"paired difference {_fmt(sign * d)} [{_fmt(sign * (dlo if sign > 0 else dhi))}, "
+            f"{_fmt(sign * (dhi if sign > 0 else dlo))}] (n={len(values)})")
+    return {"experiment": claim.experiment, "setting": claim.setting or "", "claim": claim.claim,
+            "thesis": claim.thesis, "metric": claim.metric, "ours": ours, "verdict": verdict,
+            "lstm": m, "best_baseline": best, "best_baseline_value": bm, "difference": sign * d,
+            "difference_lo": sign * (dlo if sign > 0 else dhi), "difference_hi": sign * (dhi if sign > 0 else dlo)}
+
+
+def check_claims(frame: pd.DataFrame, claims: list[Claim]) -> pd.DataFrame:
+    """The claims table for one experiment."""
+    return pd.DataFrame([check_claim(frame, c) for c in claims])

@@ -1,0 +1,46 @@
+"""Shared figures: loss against step, mean with a 95% band, one curve per optimizer, LSTM solid."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from .evaluate import LSTM_LABEL
+
+OPTIMIZER_ORDER = (LSTM_LABEL, "SGD", "RMSprop", "Adam", "NAG")
+PALETTE = dict(zip(OPTIMIZER_ORDER, sns.color_palette("colorblind", len(OPTIMIZER_ORDER))))
+
+
+def _order(names) -> list[str]:
+    present = list(dict.fromkeys(names))
+    return [n for n in OPTIMIZER_ORDER if n in present] + [n for n in present if n not in OPTIMIZER_ORDER]
+
+
+def plot_losses(frame: pd.DataFrame, col: str | None = None, title: str | None = None, log: bool = True,
+                x: str = "step", height: float = 3.6):
+    """Loss vs ``x`` (mean over seeds and tasks, 95% normal band); one panel per value of ``col``.
+
+    Returns the matplotlib Figure. The LSTM is drawn solid, baselines dashed.
+    """
+    panels = list(dict.fromkeys(frame[col])) if col else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 4.6 * len(panels), height), squeeze=False,
+                             constrained_layout=True)
+    order = _order(frame["optimizer"])
+    dashes = {name: "" if name == LSTM_LABEL else (4, 2) for name in order}
+    for ax, panel in zip(axes[0], panels):
+        data = frame if panel is None else frame[frame[col] == panel]
+        sns.lineplot(data=data, x=x, y="loss", hue="optimizer", style="optimizer", hue_order=order,
+                     style_order=order, dashes=dashes, palette=PALETTE, errorbar=("se", 1.96), ax=ax,
+                     legend=ax is axes[0][-1])
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(panel if panel is not None else (title or ""))
+        ax.set_xlabel("optimizee step" if x == "step" else x)
+        ax.set_ylabel("loss")
+        ax.grid(True, which="major", alpha=0.3)
+    legend = axes[0][-1].get_legend()
+    if legend is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if title and col:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,84 @@
+"""Tables for the book's results pages: all claim checks, wall times, machine and versions, benchmarks."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+from .experiments import CLAIM_COLUMNS, REPO_ROOT, collect_claims
+
+__all__ = ["collect_claims", "glue_conclusions", "machine_info", "timings_table", "bench_table"]
+
+
+def glue_conclusions(claims: pd.DataFrame) -> None:
+    """Glue counts of verdicts and the whole claims table for the conclusions page."""
+    from myst_nb import glue
+
+    counts = claims["verdict"].value_counts()
+    glue("conclusions.n", str(len(claims)), display=False)
+    for verdict in ("holds", "does not hold", "inconclusive"):
+        glue(f"conclusions.{verdict.replace(' ', '_')}", str(int(counts.get(verdict, 0))), display=False)
+    glue("conclusions.profiles", ", ".join(sorted(set(claims["profile"]))), display=False)
+    glue("conclusions.table", claims[CLAIM_COLUMNS].style.hide(axis="index"), display=False)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> pd.DataFrame:
+    """What built this book: CPU, cores, memory, Python, torch and the key library versions."""
+    import importlib.metadata as md
+
+    import torch
+
+    rows = {"CPU": _cpu_model(), "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
+            "CUDA available": torch.cuda.is_available(), "Python": platform.python_version(),
+            "platform": platform.platform()}
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        rows["memory"] = f"{pages / 2**30:.1f} GiB"
+    except (ValueError, OSError, AttributeError):
+        pass
+    for package in ("l2l-core", "torch", "torchvision", "numpy", "pandas", "seaborn", "papermill", "jupyter-book"):
+        try:
+            rows[package] = md.version(package)
+        except md.PackageNotFoundError:
+            rows[package] = "not installed"
+    return pd.DataFrame({"item": list(rows), "value": [str(v) for v in rows.values()]})
+
+
+def timings_table(build_dir: str | Path) -> pd.DataFrame:
+    """Wall time per notebook of the last `make reproduce` into ``build_dir`` (plus the total)."""
+    path = Path(build_dir) / "timings.csv"
+    if not path.is_file():
+        return pd.DataFrame({"notebook": [], "seconds": [], "status": []})
+    table = pd.read_csv(path)
+    total = pd.DataFrame([{"notebook": "total (notebooks above)", "seconds": table["seconds"].sum(), "status": ""}])
+    table = pd.concat([table, total], ignore_index=True)
+    table["minutes"] = (table["seconds"] / 60).round(2)
+    return table
+
+
+def bench_table(path: str | Path = REPO_ROOT / "bench" / "results.json") -> pd.DataFrame:
+    """The latest `make bench` results (median seconds, GFLOP/s), or an empty table if none was run."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame({"workload": [], "median seconds": []})
+    data = json.loads(path.read_text())
+    rows = [{"workload": name, "median seconds": round(w["median_s"], 3),
+             "GFLOP/s": round(w["gflop_per_s"], 1) if "gflop_per_s" in w else None}
+            for name, w in data["workloads"].items()]
+    table = pd.DataFrame(rows)
+    table.attrs["peak_rss_mb"] = data.get("peak_rss_mb")
+    table.attrs["machine"] = data.get("machine")
+    return table
