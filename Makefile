@@ -22,11 +22,15 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# Unit tests, the book test, then every notebook under nbval in the smoke profile: papermill writes
+# parameterised copies into build/nbval (parameters cell injected), nbval executes them.
 test: $(STAMP)
-	$(PY) -m pytest
+	rm -rf build/nbval
+	$(PY) -m l2l_core.reproduce --profile smoke --prepare build/nbval
+	$(PY) -m pytest tests build/nbval --nbval-lax
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest tests -m "not slow"
 
 reproduce: $(STAMP)
 	$(PY) -m l2l_core.reproduce --profile $(PROFILE)

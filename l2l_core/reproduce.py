@@ -144,6 +144,25 @@ def build_book(out: Path) -> Path:
     return html
 
 
+def prepare(out: Path, profile: str = "smoke", device: str = "cpu") -> list[Path]:
+    """Write parameterised (not executed) copies of every notebook into ``out``, e.g. for nbval.
+
+    This is how ``make test`` gets the smoke profile into the notebooks: papermill injects the
+    parameters cell, nbval then executes the copies.
+    """
+    import papermill
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in NOTEBOOKS:
+        target = out / f"{name}.ipynb"
+        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(target),
+                                   parameters=parameters(name, profile, out, device), prepare_only=True,
+                                   kernel_name="python3", progress_bar=False)
+        written.append(target)
+    return written
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m l2l_core.reproduce", description=__doc__)
     parser.add_argument("--profile", default="full", help=f"one of {', '.join(PROFILES)} (default full)")
@@ -152,10 +171,14 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="*", help=f"run only these notebooks ({', '.join(NOTEBOOKS)})")
     parser.add_argument("--force", action="store_true", help="re-run notebooks even if up to date")
     parser.add_argument("--book-only", action="store_true", help="rebuild the HTML from the executed notebooks")
+    parser.add_argument("--prepare", metavar="DIR", help="only write parameterised notebooks into DIR (for nbval)")
     args = parser.parse_args(argv)
     check_choice("profile", args.profile, PROFILES)
     for name in args.only or ():
         check_choice("only", name, NOTEBOOKS)
+    if args.prepare:
+        prepare(Path(args.prepare).resolve(), args.profile, args.device)
+        return
     out = Path(args.out) if args.out else REPO_ROOT / "build" / args.profile
     out = out.resolve()
     if not args.book_only:

@@ -1,0 +1,59 @@
+"""End to end: the smoke profile through papermill, the claims, and the Jupyter Book build."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from l2l_core import reproduce
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    subprocess.run([sys.executable, "-m", "l2l_core.reproduce", "--profile", "smoke", "--out", str(out)], check=True)
+    return out
+
+
+def test_every_notebook_is_executed_with_results_files(smoke_build):
+    for name in reproduce.NOTEBOOKS:
+        assert (smoke_build / "executed" / f"{name}.ipynb").is_file()
+    for name in ("01_quadratic", "02_mnist", "03_architectures", "04_relu"):
+        results = smoke_build / "results" / name
+        for f in ("losses.parquet", "tuning.csv", "claims.csv", "summary.csv", "settings.json"):
+            assert (results / f).is_file(), (name, f)
+        claims = pd.read_csv(results / "claims.csv")
+        assert set(claims.verdict) <= {"holds", "does not hold", "inconclusive"}
+        assert (claims.profile == "smoke").all()
+    # 03 and 04 reuse 02's optimizer instead of training their own
+    assert (smoke_build / "results" / "02_mnist" / "lstm.pt").is_file()
+    assert not (smoke_build / "results" / "03_architectures" / "lstm.pt").exists()
+    timings = pd.read_csv(smoke_build / "timings.csv")
+    assert list(timings.notebook) == list(reproduce.NOTEBOOKS)
+
+
+def test_book_pages_show_figures_and_the_conclusions_table(smoke_build):
+    html = smoke_build / "site" / "_build" / "html"
+    for name in ("01_quadratic", "02_mnist", "03_architectures", "04_relu"):
+        page = (html / "book" / "experiments" / f"{name}.html").read_text()
+        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
+        assert images, name
+        for src in images:
+            assert (html / "book" / "experiments" / src).resolve().is_file(), src
+        assert "Claim check" in page and "verdict" in page
+    conclusions = (html / "book" / "experiments" / "90_conclusions.html").read_text()
+    assert conclusions.count("<tr") >= 1 + 5  # header + every claim of experiments 1-4 (smoke: no step-200 claim)
+    for page in ("intro", "related_work", "method"):
+        assert (html / "book" / f"{page}.html").is_file()
+
+
+def test_rerun_skips_notebooks_whose_inputs_did_not_change(smoke_build):
+    timings = reproduce.run_notebooks("smoke", smoke_build, only=["01_quadratic", "02_mnist"])
+    assert list(timings.status) == ["up to date (skipped)"] * 2
+    # a different parameter (device is part of the stamp) would re-run; a changed upstream stamp too
+    stamps = reproduce.json.loads((smoke_build / "stamps.json").read_text())
+    assert set(stamps) == set(reproduce.NOTEBOOKS)
