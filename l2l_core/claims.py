@@ -1,8 +1,15 @@
 """Claim checks: a thesis claim next to what our runs show, decided by paired 95% confidence intervals.
 
 All optimizers are evaluated on the same tasks and minibatches, so each (seed, task) gives a paired
-difference LSTM - baseline; a claim that the LSTM wins holds when every baseline's difference CI
-lies below zero, fails when some baseline's lies above zero, and is inconclusive otherwise.
+difference LSTM - baseline. Kinds of claim:
+
+- ``lstm_wins``: holds when every baseline's difference CI lies on the LSTM's side of zero, does not
+  hold when some baseline's lies on the other side, inconclusive otherwise;
+- ``lstm_fails``: holds when some baseline is significantly better, does not hold when the LSTM is
+  significantly better than all, inconclusive otherwise;
+- ``no_lstm_advantage``: holds unless the LSTM is significantly better than every baseline.
+
+``baseline`` restricts the comparison to one named baseline (e.g. "NAG overtakes the LSTM").
 """
 from __future__ import annotations
 
@@ -13,8 +20,8 @@ import pandas as pd
 from .checks import check_choice
 from .evaluate import LSTM_LABEL, mean_ci
 
-VERDICTS = ("holds", "does not hold", "inconclusive")
-KINDS = ("lstm_wins", "lstm_fails")
+VERDICTS = ("holds", "does not hold", "inconclusive", "not run")
+KINDS = ("lstm_wins", "lstm_fails", "no_lstm_advantage")
 
 
 def per_task_metric(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -43,6 +50,7 @@ class Claim:
     kind: str = "lstm_wins"
     metric: str = "sum@100"
     setting: str | None = None
+    baseline: str | None = None
 
     def __post_init__(self):
         check_choice("kind", self.kind, KINDS)
@@ -67,6 +75,9 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
     values = per_task_metric(data, claim.metric).pivot_table(index=["seed", "task"], columns="optimizer",
                                                              values="value")
     baselines = [c for c in values.columns if c != LSTM_LABEL]
+    if claim.baseline is not None:
+        check_choice("baseline", claim.baseline, baselines)
+        baselines = [claim.baseline]
     means = {name: mean_ci(values[name]) for name in values.columns}
     lower_is_better = claim.metric != "accuracy"
     sign = 1 if lower_is_better else -1
@@ -75,8 +86,10 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
     some_baseline_better = any(lo > 0 for _, lo, _ in diffs.values())
     if claim.kind == "lstm_wins":
         verdict = "holds" if lstm_better_all else "does not hold" if some_baseline_better else "inconclusive"
-    else:
+    elif claim.kind == "lstm_fails":
         verdict = "holds" if some_baseline_better else "does not hold" if lstm_better_all else "inconclusive"
+    else:
+        verdict = "does not hold" if lstm_better_all else "holds"
     best = (min if lower_is_better else max)(baselines, key=lambda b: means[b][0])
     m, lo, hi = means[LSTM_LABEL]
     bm, blo, bhi = means[best]
@@ -90,6 +103,14 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
             "difference_lo": sign * (dlo if sign > 0 else dhi), "difference_hi": sign * (dhi if sign > 0 else dlo)}
 
 
-def check_claims(frame: pd.DataFrame, claims: list[Claim]) -> pd.DataFrame:
-    """The claims table for one experiment."""
-    return pd.DataFrame([check_claim(frame, c) for c in claims])
+def not_run(claim: Claim, reason: str) -> dict:
+    """The claims-table row of a claim that could not be tested (e.g. its data set is absent)."""
+    return {"experiment": claim.experiment, "setting": claim.setting or "", "claim": claim.claim,
+            "thesis": claim.thesis, "metric": claim.metric, "ours": reason, "verdict": "not run"}
+
+
+def check_claims(frame: pd.DataFrame, claims: list[Claim], skipped: dict | None = None) -> pd.DataFrame:
+    """The claims table for one experiment; ``skipped`` maps settings that were not run to the reason."""
+    skipped = skipped or {}
+    return pd.DataFrame([not_run(c, skipped[c.setting]) if c.setting in skipped else check_claim(frame, c)
+                         for c in claims])

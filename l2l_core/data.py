@@ -66,6 +66,12 @@ _HINTS = {
 }
 
 
+def dataset_shape(name: str) -> tuple[int, int]:
+    """(input size, number of classes) of a data set, known without reading its files."""
+    check_choice("name", name, DATASETS)
+    return (3072 if name in ("cifar10", "svhn") else 784), _N_CLASSES[name]
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A data set's files are missing under the data root; the message says which files and how to get them."""
 
@@ -375,10 +381,11 @@ def load_image_data(name: str, data_root: str | os.PathLike | None = None, downl
     return data
 
 
-def meta_splits(data: ImageData, val_fraction: float = 1 / 6, seed: int = 0) -> dict[str, Split]:
-    """Split ``data`` into disjoint meta_train / meta_val parts of its training set (seeded) plus its test set.
+def meta_split_indices(data: ImageData, val_fraction: float = 1 / 6, seed: int = 0) -> dict[str, tuple[str, torch.Tensor]]:
+    """Which rows form each meta split: {"meta_train": ("train", idx), "meta_val": ("train", idx), "test": ("test", idx)}.
 
-    The learned optimizer is meta-trained on meta_train tasks, tuned on meta_val, and reported on test.
+    meta_train and meta_val are disjoint parts of the training set (a seeded permutation); test is the test set.
+    Indices instead of copies let every task family share one copy of the images.
     """
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction={val_fraction!r} must be a number strictly between 0 and 1")
@@ -389,8 +396,16 @@ def meta_splits(data: ImageData, val_fraction: float = 1 / 6, seed: int = 0) -> 
         raise ValueError(f"val_fraction={val_fraction!r} leaves an empty meta split of the {n} training images")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val, train = order[:n_val].sort().values, order[n_val:].sort().values
-    return {
-        "meta_train": Split(data.x_train[train], data.y_train[train]),
-        "meta_val": Split(data.x_train[val], data.y_train[val]),
-        "test": Split(data.x_test, data.y_test),
-    }
+    return {"meta_train": ("train", train), "meta_val": ("train", val), "test": ("test", torch.arange(len(data.y_test)))}
+
+
+def meta_splits(data: ImageData, val_fraction: float = 1 / 6, seed: int = 0) -> dict[str, Split]:
+    """Split ``data`` into disjoint meta_train / meta_val parts of its training set (seeded) plus its test set.
+
+    The learned optimizer is meta-trained on meta_train tasks, tuned on meta_val, and reported on test.
+    """
+    out = {}
+    for split, (part, idx) in meta_split_indices(data, val_fraction, seed).items():
+        x, y = (data.x_train, data.y_train) if part == "train" else (data.x_test, data.y_test)
+        out[split] = Split(x[idx], y[idx])
+    return out

@@ -18,6 +18,7 @@ from .baselines import tune_all
 from .checkpoint import load_optimizer, save_optimizer
 from .checks import check_choice, check_int, check_positive_float, check_seed
 from .claims import Claim, check_claims
+from .data import DatasetNotFoundError, dataset_shape
 from .evaluate import compare, summarize
 from .io import write_frame, write_json
 from .lstm_optimizer import LSTMOptimizer
@@ -26,6 +27,13 @@ from .plotting import plot_losses
 from .tasks import MLPFamily, QuadraticFamily
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 PROFILES = ("smoke", "quick", "full")
 DEVICES = ("cpu", "cuda")
 
@@ -136,7 +144,9 @@ def setting_label(family) -> str:
         return f"quadratic {family.dim}-d ({family.distribution})"
     titles = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "emnist_letters": "EMNIST Letters",
               "cifar10": "CIFAR-10", "svhn": "SVHN"}
-    return f"{titles[family.dataset]} {'-'.join(map(str, family.shape.sizes))} {family.activation}"
+    inputs, classes = dataset_shape(family.dataset)
+    sizes = (inputs, *family.hidden, classes)
+    return f"{titles[family.dataset]} {'-'.join(map(str, sizes))} {family.activation}"
 
 
 def train_or_load(family, s: Settings, path: str | Path, progress: bool = True) -> tuple[LSTMOptimizer, pd.DataFrame | None]:
@@ -167,6 +177,9 @@ class ExperimentResult:
     history: pd.DataFrame | None = None
     seconds: float = 0.0
     files: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)  # setting -> why it was not run (missing data)
+    sources: dict = field(default_factory=dict)  # setting -> which data files were read
+    peak_rss_mb: float = 0.0
 
     def summary(self) -> pd.DataFrame:
         """Mean [95% CI] per setting and optimizer: loss at steps 100 and 200, summed loss, accuracy."""
@@ -202,9 +215,15 @@ def run_experiment(s: Settings, families: list, claims: list[Claim], train_famil
     train_family = train_family or families[0]
     checkpoint = Path(checkpoint) if checkpoint else out / "lstm.pt"
     lstm, history = train_or_load(train_family, s, checkpoint, progress=progress)
-    frames, tunings = [], []
+    frames, tunings, skipped, sources = [], [], {}, {}
     for family in families:
         label = setting_label(family)
+        if isinstance(family, MLPFamily):
+            try:
+                sources[label] = family.data.source
+            except DatasetNotFoundError as err:  # e.g. SVHN on the offline machine: say so, never substitute
+                skipped[label] = f"not run: {err}"
+                continue
         tuned = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed)
         tunings += [r.table.assign(setting=label, chosen=r.table.lr == r.lr) for r in tuned.values()]
         optimizers = {"LSTM": lstm, **{r.baseline.label: r.baseline for r in tuned.values()}}
@@ -212,7 +231,7 @@ def run_experiment(s: Settings, families: list, claims: list[Claim], train_famil
         frames.append(frame.assign(setting=label))
     frame = pd.concat(frames, ignore_index=True)
     tuning = pd.concat(tunings, ignore_index=True)
-    claims_table = check_claims(frame, [c.capped(s.steps) for c in claims])
+    claims_table = check_claims(frame, [c.capped(s.steps) for c in claims], skipped)
     claims_table.insert(1, "profile", s.profile)
     files = {
         "frame": write_frame(frame, out / "losses.parquet"),
@@ -220,8 +239,11 @@ def run_experiment(s: Settings, families: list, claims: list[Claim], train_famil
         "claims": write_frame(claims_table, out / "claims.csv"),
         "checkpoint": checkpoint,
     }
-    result = ExperimentResult(s, frame, tuning, claims_table, history, time.perf_counter() - start, files)
+    result = ExperimentResult(s, frame, tuning, claims_table, history, time.perf_counter() - start, files,
+                              skipped, sources, peak_rss_mb())
     files["summary"] = write_frame(result.summary(), out / "summary.csv")
+    files["run"] = write_json({"seconds": result.seconds, "peak_rss_mb": result.peak_rss_mb, "sources": sources,
+                               "skipped": skipped}, out / "run.json")
     return result
 
 
@@ -275,6 +297,46 @@ def run_relu(s: Settings, progress: bool = True) -> ExperimentResult:
                     setting=setting_label(relu))]
     return run_experiment(s, [relu], claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
                           progress=progress)
+
+
+def run_mnist_like(s: Settings, progress: bool = True) -> ExperimentResult:
+    """Experiment 5: the MNIST-trained LSTM on Fashion-MNIST and EMNIST Letters (26 classes), 784-20-C sigmoid."""
+    fashion, letters = mlp_family(s, dataset="fashion_mnist"), mlp_family(s, dataset="emnist_letters")
+    claims = [
+        Claim("05 MNIST-like", "Transfer within the MNIST family: the LSTM beats all baselines on Fashion-MNIST.",
+              "thesis: LSTM ahead on Fashion-MNIST", metric="sum@100", setting=setting_label(fashion)),
+        Claim("05 MNIST-like", "On EMNIST Letters the LSTM is ahead over the first 100 steps.",
+              "thesis: LSTM ahead early on EMNIST Letters", metric="sum@100", setting=setting_label(letters)),
+        Claim("05 MNIST-like", "On EMNIST Letters NAG overtakes the LSTM after about 100 steps (better at step 200).",
+              "thesis: NAG overtakes the LSTM around step 100", kind="lstm_fails", metric="loss@200",
+              setting=setting_label(letters), baseline="NAG"),
+    ]
+    return run_experiment(s, [fashion, letters], claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
+                          progress=progress)
+
+
+def run_cifar_svhn(s: Settings, progress: bool = True) -> ExperimentResult:
+    """Experiment 6: the MNIST-trained LSTM on unrelated data, CIFAR-10 and SVHN (3072-20-10 sigmoid)."""
+    cifar, svhn = mlp_family(s, dataset="cifar10"), mlp_family(s, dataset="svhn")
+    claims = [
+        Claim("06 CIFAR-10 / SVHN", "Transfer fails on unrelated data: no advantage for the LSTM on CIFAR-10.",
+              "thesis: roughly a tie on CIFAR-10, with early loss spikes", kind="no_lstm_advantage",
+              metric="sum@100", setting=setting_label(cifar)),
+        Claim("06 CIFAR-10 / SVHN", "Transfer fails on unrelated data: no advantage for the LSTM on SVHN.",
+              "thesis: roughly a tie on SVHN", kind="no_lstm_advantage", metric="sum@100",
+              setting="SVHN 3072-20-10 sigmoid"),
+    ]
+    return run_experiment(s, [cifar, svhn], claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
+                          progress=progress)
+
+
+def data_sources(result: ExperimentResult):
+    """Markdown listing which files each setting read, and which settings were not run and why."""
+    from IPython.display import Markdown
+
+    lines = [f"- **{label}**: {source}" for label, source in result.sources.items()]
+    lines += [f"- **{label}**: {reason}" for label, reason in result.skipped.items()]
+    return Markdown("Data used:\n\n" + "\n".join(lines))
 
 
 # ------------------------------------------------------------------ what notebooks display

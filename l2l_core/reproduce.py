@@ -31,7 +31,9 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "02_mnist": (),
     "03_architectures": ("02_mnist",),
     "04_relu": ("02_mnist",),
-    "90_conclusions": ("01_quadratic", "02_mnist", "03_architectures", "04_relu"),
+    "05_mnist_like": ("02_mnist",),
+    "06_cifar_svhn": ("02_mnist",),
+    "90_conclusions": ("01_quadratic", "02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "99_reproduction": (),
 }
 ALWAYS_RUN = ("99_reproduction",)  # it reports this very run's timings

@@ -9,7 +9,7 @@ whole batch as one long parameter vector. Task ``i`` of ``sample(n, seed, split)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -153,17 +153,18 @@ class MLPShape:
 class MLPTasks(TaskBatch):
     """Minibatch cross-entropy of MLP classifiers; each task has its own init and minibatch stream.
 
-    Minibatches (with replacement) come from the split's *fit* half; accuracy is measured on its
-    disjoint *score* half, so the reported accuracy is a held-out accuracy for the optimizee too.
+    ``x``/``y`` are a whole data set part (shared, never copied); minibatches (with replacement) come
+    from the rows ``fit_idx`` and accuracy is measured on the disjoint rows ``score_idx``, so the
+    reported accuracy is a held-out accuracy for the optimizee too.
     """
 
     shape: MLPShape
     activation: str
     batch_size: int
-    fit_x: torch.Tensor
-    fit_y: torch.Tensor
-    score_x: torch.Tensor
-    score_y: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    fit_idx: torch.Tensor
+    score_idx: torch.Tensor
     task_seeds: list[int]
 
     @property
@@ -175,13 +176,13 @@ class MLPTasks(TaskBatch):
         return self.shape.dim
 
     def initial_params(self) -> torch.Tensor:
-        return torch.stack([self.shape.init(s) for s in self.task_seeds]).to(self.fit_x.device)
+        return torch.stack([self.shape.init(s) for s in self.task_seeds]).to(self.x.device)
 
     def minibatch_indices(self, step: int) -> torch.Tensor:
-        """(n_tasks, batch_size) indices into the fit data; a pure function of (task seed, step)."""
-        n = self.fit_x.shape[0]
+        """(n_tasks, batch_size) rows of ``x``; a pure function of (task seed, step)."""
+        n = self.fit_idx.shape[0]
         unique = {s: torch.randint(n, (self.batch_size,), generator=generator(s, step)) for s in set(self.task_seeds)}
-        return torch.stack([unique[s] for s in self.task_seeds]).to(self.fit_x.device)
+        return self.fit_idx[torch.stack([unique[s] for s in self.task_seeds]).to(self.x.device)]
 
     def repeat(self, k: int) -> "MLPTasks":
         return replace(self, task_seeds=self.task_seeds * k)
@@ -206,16 +207,20 @@ class MLPTasks(TaskBatch):
         return h
 
     def loss(self, theta: torch.Tensor, step: int) -> torch.Tensor:
-        idx = self.minibatch_indices(step)
-        logits = self.logits(theta, self.fit_x[idx])
+        rows = self.minibatch_indices(step)
+        logits = self.logits(theta, self.x[rows])
         n, B, C = logits.shape
-        ce = F.cross_entropy(logits.reshape(n * B, C), self.fit_y[idx].reshape(n * B), reduction="none")
+        ce = F.cross_entropy(logits.reshape(n * B, C), self.y[rows].reshape(n * B), reduction="none")
         return ce.view(n, B).mean(1)
 
     @torch.no_grad()
     def accuracy(self, theta: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(theta, self.score_x)
-        return (logits.argmax(2) == self.score_y).float().mean(1)
+        logits = self.logits(theta, self.x[self.score_idx])
+        return (logits.argmax(2) == self.y[self.score_idx]).float().mean(1)
+
+
+# one copy of each data set per device, shared by every family and task batch
+_DEVICE_DATA: dict = {}
 
 
 @dataclass(frozen=True)
@@ -231,7 +236,6 @@ class MLPFamily:
     name = "mlp"
     default_lstm = LSTMConfig(preprocess=True, output_scale=0.1)
     default_meta_lr = 0.01
-    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         from .data import DATASETS
@@ -248,37 +252,41 @@ class MLPFamily:
     def describe(self) -> str:
         return f"{self.dataset}-mlp-{'-'.join(map(str, self.hidden))}-{self.activation}"
 
-    def _splits(self):
-        if "splits" not in self._cache:
-            from .data import load_image_data, meta_splits
+    @property
+    def data(self):
+        """The whole data set (loaded once per process); raises DatasetNotFoundError if its files are missing."""
+        from .data import load_image_data
 
-            data = load_image_data(self.dataset, self.data_root)
-            self._cache["data"] = data
-            self._cache["splits"] = meta_splits(data)
-        return self._cache["data"], self._cache["splits"]
+        return load_image_data(self.dataset, self.data_root)
 
     @property
     def shape(self) -> MLPShape:
-        data, _ = self._splits()
+        data = self.data
         return MLPShape((data.input_size, *self.hidden, data.n_classes))
 
-    def _halves(self, split: str) -> tuple[torch.Tensor, ...]:
-        """(fit_x, fit_y, score_x, score_y) of a split, on the family's device, computed once."""
-        key = ("halves", split)
-        if key not in self._cache:
-            _, splits = self._splits()
-            part = splits[split]
-            order = torch.randperm(part.x.shape[0], generator=generator("fit-score", self.dataset, split))
+    def _split(self, split: str) -> tuple[torch.Tensor, ...]:
+        """(x, y, fit_idx, score_idx) of a split on the family's device: the split's rows, halved by a fixed permutation."""
+        from .data import meta_split_indices, resolve_data_root
+
+        data = self.data
+        key = (self.dataset, resolve_data_root(self.data_root), self.device, split)
+        if key not in _DEVICE_DATA:
+            part, rows = meta_split_indices(data)[split]
+            x, y = (data.x_train, data.y_train) if part == "train" else (data.x_test, data.y_test)
+            order = rows[torch.randperm(len(rows), generator=generator("fit-score", self.dataset, split))]
             fit, score = order[: len(order) // 2], order[len(order) // 2 :]
-            self._cache[key] = tuple(t.to(self.device) for t in (part.x[fit], part.y[fit], part.x[score], part.y[score]))
-        return self._cache[key]
+            xy_key = (*key[:3], "data:" + part)
+            if xy_key not in _DEVICE_DATA:
+                _DEVICE_DATA[xy_key] = (x.to(self.device), y.to(self.device))
+            _DEVICE_DATA[key] = (*_DEVICE_DATA[xy_key], fit.to(self.device), score.to(self.device))
+        return _DEVICE_DATA[key]
 
     def sample(self, n_tasks: int, seed: int, split: str = "test") -> MLPTasks:
         check_int("n_tasks", n_tasks)
         check_seed("seed", seed)
         check_choice("split", split, SPLITS)
         seeds = [derive_seed("mlp", self.dataset, seed, split, i) for i in range(n_tasks)]
-        return MLPTasks(self.shape, self.activation, self.batch_size, *self._halves(split), seeds)
+        return MLPTasks(self.shape, self.activation, self.batch_size, *self._split(split), seeds)
 
 
 FAMILIES = {"quadratic": QuadraticFamily, "mlp": MLPFamily}

@@ -52,3 +52,21 @@ def test_metrics_are_computed_per_task():
 def test_claims_cap_their_step_on_short_runs():
     assert Claim("x", "c", "t", metric="sum@100").capped(20).metric == "sum@20"
     assert Claim("x", "c", "t", metric="loss@200").capped(300).metric == "loss@200"
+
+
+def test_claim_against_one_named_baseline():
+    frame = frame_with({"LSTM": 0.0, "NAG": -0.3, "SGD": 0.5})
+    overtakes = Claim("x", "NAG overtakes", "t", kind="lstm_fails", metric="loss@10", baseline="NAG")
+    assert check_claim(frame, overtakes)["verdict"] == "holds"
+    beats_sgd = Claim("x", "beats SGD", "t", kind="lstm_wins", metric="loss@10", baseline="SGD")
+    assert check_claim(frame, beats_sgd)["verdict"] == "holds"
+    with pytest.raises(ValueError, match="baseline='Adam'"):
+        check_claim(frame, Claim("x", "c", "t", metric="loss@10", baseline="Adam"))
+
+
+def test_no_lstm_advantage_holds_unless_the_lstm_is_clearly_better():
+    tie = frame_with({"LSTM": 0.0, "Adam": 0.0}, noise=0.5, n_tasks=8)
+    better = frame_with({"LSTM": 0.0, "Adam": 0.3})
+    claim = Claim("x", "tie", "t", kind="no_lstm_advantage", metric="loss@10")
+    assert check_claim(tie, claim)["verdict"] == "holds"
+    assert check_claim(better, claim)["verdict"] == "does not hold"

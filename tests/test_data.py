@@ -280,7 +280,7 @@ def test_meta_splits_are_disjoint_and_cover_train():
     assert not set(train_ids.tolist()) & set(val_ids.tolist())
     assert sorted(train_ids.tolist() + val_ids.tolist()) == list(range(60))
     assert torch.equal(splits["meta_val"].y, data.y_train[val_ids])  # labels stay with their images
-    assert splits["test"].x is data.x_test and splits["test"].y is data.y_test
+    assert torch.equal(splits["test"].x, data.x_test) and torch.equal(splits["test"].y, data.y_test)
 
 
 def test_meta_splits_depend_only_on_the_seed():
@@ -319,3 +319,12 @@ def test_real_subsets_shapes():
     emnist = D.load_image_data("emnist_letters", SHARED)
     assert len(emnist.y_train) + len(emnist.y_test) == 3536 + 14800
     assert emnist.y_test.unique().tolist() == list(range(26))
+
+
+def test_meta_split_indices_match_meta_splits():
+    data = _toy()
+    indices, splits = D.meta_split_indices(data, seed=2), D.meta_splits(data, seed=2)
+    for name, (part, idx) in indices.items():
+        x = data.x_train if part == "train" else data.x_test
+        assert torch.equal(x[idx], splits[name].x)
+    assert indices["test"][0] == "test" and indices["meta_val"][0] == indices["meta_train"][0] == "train"

@@ -1,0 +1,57 @@
+import json
+
+import pandas as pd
+import pytest
+
+from l2l_core import experiments as ex
+from l2l_core.tasks import QuadraticFamily
+
+
+def test_settings_take_the_profile_and_overrides(tmp_path):
+    s = ex.settings("01_quadratic", "quadratic", "quick", n_tasks=7, results_dir=tmp_path)
+    assert s.n_tasks == 7 and s.seeds == ex.EVALUATION["quadratic"]["quick"]["seeds"]
+    assert s.meta_epochs == ex.TRAINING["quadratic"]["quick"]["meta_epochs"]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(profile="fast"), "profile='fast'"),
+    (dict(device="tpu"), "device='tpu'"),
+    (dict(seeds=3), "seeds=3"),
+    (dict(seeds=[0, -1]), "seeds"),
+    (dict(n_tasks=0), "n_tasks=0"),
+    (dict(steps=-5), "steps=-5"),
+    (dict(meta_lr=0.0), "meta_lr=0.0"),
+    (dict(data_root="/no/such/folder"), "data_root='/no/such/folder'"),
+    (dict(n_task=3), "unknown setting"),
+])
+def test_bad_settings_are_named(kwargs, match):
+    args = {"profile": "smoke", **kwargs}
+    with pytest.raises((ValueError, TypeError), match=match):
+        ex.settings("01_quadratic", "quadratic", **args)
+
+
+def test_missing_data_set_is_reported_as_not_run(tiny_mnist_root, tmp_path):
+    """SVHN absent: the experiment still runs, and its claim row says 'not run' with the reason."""
+    s = ex.settings("06_cifar_svhn", "mlp", "smoke", data_root=str(tiny_mnist_root), results_dir=tmp_path / "06")
+    svhn = ex.mlp_family(s, dataset="svhn")
+    claim = ex.Claim("06", "no advantage on SVHN", "thesis", kind="no_lstm_advantage", metric="sum@100",
+                     setting=ex.setting_label(svhn))
+    result = ex.run_experiment(s, [ex.mlp_family(s), svhn], [claim], progress=False)
+    row = result.claims.iloc[0]
+    assert row.verdict == "not run" and "SVHN" in row.ours
+    assert set(result.frame.setting) == {"MNIST 784-20-10 sigmoid"}
+    run = json.loads((tmp_path / "06" / "run.json").read_text())
+    assert "SVHN 3072-20-10 sigmoid" in run["skipped"] and run["peak_rss_mb"] > 0
+
+
+def test_checkpoint_is_reused_only_for_the_same_training_settings(tmp_path):
+    fam = QuadraticFamily()
+    s = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path)
+    first, history = ex.train_or_load(fam, s, tmp_path / "lstm.pt", progress=False)
+    again, _ = ex.train_or_load(fam, s, tmp_path / "lstm.pt", progress=False)
+    for a, b in zip(first.parameters(), again.parameters()):
+        assert (a == b).all()
+    assert isinstance(history, pd.DataFrame)
+    other = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path, seed=1)
+    retrained, _ = ex.train_or_load(fam, other, tmp_path / "lstm.pt", progress=False)
+    assert any((a != b).any() for a, b in zip(first.parameters(), retrained.parameters()))
