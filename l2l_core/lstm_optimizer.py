@@ -79,19 +79,29 @@ class LSTMOptimizer(nn.Module):
         """Updates (N,) for a flat gradient (N,) and the next state.
 
         Coordinates run along the last axis, so every gate is a contiguous block of rows: the
-        elementwise work (most of the cost) runs on contiguous memory.
+        elementwise work (most of the cost) runs on contiguous memory. Biases ride in the matmul
+        as a row of ones. Without a gradient tape (evaluation) the gates are updated in place.
         """
         hidden = self.config.hidden_size
         x = self.features(grad)
+        ones = x.new_ones(1, x.shape[1])
+        inplace = not torch.is_grad_enabled()
         new_state = []
         for layer, (weight, bias) in enumerate(zip(self.gate_weights, self.gate_biases)):
             h, c = state[2 * layer], state[2 * layer + 1]
-            gates = torch.addmm(bias.unsqueeze(1), weight, torch.cat((x, h), dim=0))
-            sig, candidate = gates.split((3 * hidden, hidden))
-            i, f, o = sig.sigmoid().split(hidden)
-            c = f * c + i * candidate.tanh()
-            h = o * c.tanh()
+            gates = torch.cat((weight, bias.unsqueeze(1)), dim=1) @ torch.cat((x, h, ones), dim=0)
+            if inplace:
+                gates[: 3 * hidden].sigmoid_()
+                i, f, o, candidate = gates.split(hidden)
+                candidate.tanh_()
+                c = f.mul_(c).addcmul_(i, candidate)
+                h = torch.tanh(c).mul_(o)
+            else:
+                sig, candidate = gates.split((3 * hidden, hidden))
+                i, f, o = sig.sigmoid().split(hidden)
+                c = f * c + i * candidate.tanh()
+                h = o * c.tanh()
             new_state += [h, c]
             x = h
-        update = torch.addmm(self.output_bias.unsqueeze(1), self.output_weight, x).squeeze(0)
-        return update * self.config.output_scale, tuple(new_state)
+        out = torch.cat((self.output_weight, self.output_bias.unsqueeze(1)), dim=1) @ torch.cat((x, ones), dim=0)
+        return out.squeeze(0) * self.config.output_scale, tuple(new_state)

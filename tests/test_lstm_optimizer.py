@@ -74,3 +74,17 @@ def test_fused_gates_match_torch_lstm_cells():
             x = ref[k][0]
         expected = (x @ lstm.output_weight.T + lstm.output_bias).squeeze(1)
         torch.testing.assert_close(update, expected)
+
+
+@pytest.mark.parametrize("preprocess", [True, False])
+def test_in_place_evaluation_path_equals_the_differentiable_path(preprocess):
+    lstm = LSTMOptimizer(LSTMConfig(preprocess=preprocess), seed=4)
+    grads = torch.randn(3, 40, generator=torch.Generator().manual_seed(0)) * 1e-3
+    s_grad = s_eval = lstm.initial_state(40)
+    for g in grads:
+        u_grad, s_grad = lstm(g, s_grad)
+        with torch.no_grad():
+            u_eval, s_eval = lstm(g, s_eval)
+        torch.testing.assert_close(u_eval, u_grad.detach())
+        for a, b in zip(s_eval, s_grad):
+            torch.testing.assert_close(a, b.detach())
