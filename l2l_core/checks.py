@@ -10,6 +10,10 @@ import numbers
 from typing import Iterable
 
 
+class NonFiniteWarning(RuntimeWarning):
+    """A NaN or inf appeared in a loss, gradient or meta-gradient; the message says where (step, task)."""
+
+
 def check_choice(name: str, value, allowed: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``allowed`` (strings, case-sensitive), else raise ValueError."""
     allowed = tuple(allowed)

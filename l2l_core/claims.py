@@ -27,6 +27,8 @@ KINDS = ("lstm_wins", "lstm_fails", "no_lstm_advantage")
 def per_task_metric(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One value per (optimizer, seed, task): 'sum@K' (loss summed over steps 0..K-1), 'loss@K', or 'accuracy'."""
     keys = ["optimizer", "seed", "task"]
+    if "diverged" in frame:  # a diverged task has no value; check_claim then drops its pair
+        frame = frame[~frame["diverged"]]
     if metric == "accuracy":
         return frame.groupby(keys, sort=False)["final_accuracy"].first().rename("value").reset_index()
     kind, _, k = metric.partition("@")
@@ -74,6 +76,9 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
         raise ValueError(f"setting={claim.setting!r} has no rows in the frame")
     values = per_task_metric(data, claim.metric).pivot_table(index=["seed", "task"], columns="optimizer",
                                                              values="value")
+    n_pairs = data[["seed", "task"]].drop_duplicates().shape[0]
+    values = values.dropna()  # pairs where some optimizer diverged
+    dropped = n_pairs - len(values)
     baselines = [c for c in values.columns if c != LSTM_LABEL]
     if claim.baseline is not None:
         check_choice("baseline", claim.baseline, baselines)
@@ -96,11 +101,13 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
     d, dlo, dhi = diffs[best]
     ours = (f"LSTM {_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]; best baseline {best} {_fmt(bm)} [{_fmt(blo)}, {_fmt(bhi)}]; "
             f"paired difference {_fmt(sign * d)} [{_fmt(sign * (dlo if sign > 0 else dhi))}, "
-            f"{_fmt(sign * (dhi if sign > 0 else dlo))}] (n={len(values)})")
+            f"{_fmt(sign * (dhi if sign > 0 else dlo))}] (n={len(values)}"
+            + (f"; {dropped} tasks left out because an optimizer diverged)" if dropped else ")"))
     return {"experiment": claim.experiment, "setting": claim.setting or "", "claim": claim.claim,
             "thesis": claim.thesis, "metric": claim.metric, "ours": ours, "verdict": verdict,
             "lstm": m, "best_baseline": best, "best_baseline_value": bm, "difference": sign * d,
-            "difference_lo": sign * (dlo if sign > 0 else dhi), "difference_hi": sign * (dhi if sign > 0 else dlo)}
+            "difference_lo": sign * (dlo if sign > 0 else dhi), "difference_hi": sign * (dhi if sign > 0 else dlo),
+            "pairs_left_out": dropped}
 
 
 def not_run(claim: Claim, reason: str) -> dict:

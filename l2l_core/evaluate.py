@@ -6,6 +6,7 @@ means with 95% confidence intervals over (seed, task) pairs.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from .baselines import Baseline
-from .checks import check_choice, check_int, check_seed
+from .checks import NonFiniteWarning, check_choice, check_int, check_seed
 from .lstm_optimizer import LSTMOptimizer
 from .runners import run_baseline, run_learned
 from .tasks import SPLITS
@@ -52,6 +53,10 @@ def evaluate(optimizer, family, n_tasks: int = 100, steps: int = 200, seed: int 
              chunk_size: int | None = None, label: str | None = None, progress: bool = False) -> pd.DataFrame:
     """Loss of every task at steps 0..``steps`` (and held-out accuracy at the end for classifiers).
 
+    Numerical guard: a task whose loss becomes NaN/inf is reported (NonFiniteWarning with the task and
+    first bad step), flagged ``diverged=True`` with its non-finite losses stored as NaN; ``summarize``,
+    the plots and the claim checks leave such tasks out and report how many there were.
+
     Tasks are run ``chunk_size`` at a time (default: about 64k coordinates, see ``CHUNK_COORDINATES``),
     which bounds memory and keeps the LSTM's working set in cache; results do not depend on the chunking. The same seed gives the same tasks and minibatches for every optimizer.
     """
@@ -69,14 +74,24 @@ def evaluate(optimizer, family, n_tasks: int = 100, steps: int = 200, seed: int 
         losses.append(loss.cpu())
         acc = part.accuracy(theta)
         accuracies.append(None if acc is None else acc.cpu())
-    loss = torch.cat(losses, dim=1).numpy()  # (steps + 1, n_tasks)
+    loss = torch.cat(losses, dim=1).numpy().astype(np.float64)  # (steps + 1, n_tasks)
+    finite = np.isfinite(loss)
+    diverged = ~finite.all(0)
+    if diverged.any():
+        first = {int(i): int(np.argmax(~finite[:, i])) for i in np.flatnonzero(diverged)}
+        warnings.warn(f"{name} diverged (non-finite loss) on {len(first)} of {n_tasks} tasks (seed {seed}); "
+                      f"task: first bad step = {first}. Those tasks are marked diverged=True, their non-finite "
+                      "losses stored as NaN, and summaries/plots leave them out and count them.",
+                      NonFiniteWarning, stacklevel=2)
+        loss = np.where(finite, loss, np.nan)
     frame = pd.DataFrame({
         "optimizer": name,
         "lr": optimizer.lr if isinstance(optimizer, Baseline) else math.nan,
         "seed": seed,
         "task": np.tile(np.arange(n_tasks), steps + 1),
         "step": np.repeat(np.arange(steps + 1), n_tasks),
-        "loss": loss.reshape(-1).astype(np.float64),
+        "loss": loss.reshape(-1),
+        "diverged": np.tile(diverged, steps + 1),
     })
     if accuracies[0] is not None:
         frame["final_accuracy"] = np.tile(torch.cat(accuracies).numpy().astype(np.float64), steps + 1)
@@ -102,10 +117,17 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
 
 def summarize(frame: pd.DataFrame, at_steps=(100, 200), sum_steps: int = 100) -> pd.DataFrame:
     """Per optimizer: loss at ``at_steps``, loss summed over steps 0..sum_steps-1 (the thesis' metric) and
-    final accuracy, each as mean with a 95% CI over (seed, task) pairs. Steps beyond the run are left out."""
+    final accuracy, each as mean with a 95% CI over (seed, task) pairs. Steps beyond the run are left out;
+    diverged tasks are left out of the statistics and counted in ``diverged``."""
     rows = []
     for name, group in frame.groupby("optimizer", sort=False):
         row = {"optimizer": name, "lr": group["lr"].iloc[0]}
+        if "diverged" in group:
+            row["diverged"] = int(group.loc[group.diverged, ["seed", "task"]].drop_duplicates().shape[0])
+            group = group[~group.diverged]
+            if group.empty:
+                rows.append(row)
+                continue
         per_task = group.groupby(["seed", "task"])
         for k in at_steps:
             if k <= group["step"].max():

@@ -196,9 +196,10 @@ class ExperimentResult:
         table = self.summary()
         out = table[["setting", "optimizer", "lr"]].copy()
         out["lr"] = out["lr"].map(lambda v: "meta-trained" if pd.isna(v) else f"{v:g}")
-        for metric in [c for c in table.columns if c not in out.columns and not c.endswith((" lo", " hi"))]:
+        for metric in [c for c in table.columns if f"{c} lo" in table.columns]:
             out[metric] = [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in
                            zip(table[metric], table[f"{metric} lo"], table[f"{metric} hi"])]
+        out["diverged runs"] = table["diverged"] if "diverged" in table else 0
         return out
 
     def figure(self, title: str | None = None):

@@ -12,13 +12,16 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checks import check_int, check_positive_float, check_seed
+from .checkpoint import atomic_torch_save
+from .checks import NonFiniteWarning, check_int, check_positive_float, check_seed
 from .lstm_optimizer import LSTMConfig, LSTMOptimizer
 from .runners import run_learned
 from .seeding import derive_seed
@@ -46,8 +49,10 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
                      steps: int = 100, unroll: int = 20, grad_clip: float | None = None) -> TrajectoryResult:
     """Meta-train ``lstm`` on one trajectory of ``tasks`` (see the module docstring).
 
-    A non-finite meta-loss or meta-gradient skips that meta-update (counted in the result) rather
-    than writing NaN into the LSTM; ``grad_clip`` optionally clips the meta-gradient norm.
+    Numerical guard: a NaN/inf optimizee loss or meta-gradient is reported (NonFiniteWarning, with the
+    step and task seed) and that meta-update is not applied; since theta cannot recover, the rest of the
+    trajectory is dropped too (all counted in ``skipped_updates``). ``grad_clip`` optionally clips the
+    meta-gradient norm.
     """
     segments = unroll_segments(steps, unroll)
     theta = tasks.initial_params().requires_grad_(True)
@@ -56,26 +61,34 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
     theta = theta.detach()
     state = lstm.initial_state(theta.numel(), device=theta.device, dtype=theta.dtype)
     unroll_losses, skipped = [], 0
-    for segment in segments:
+    for k, segment in enumerate(segments):
         meta_loss = theta.new_zeros(())
+        first_bad = None
         for t in segment:
             update, state = lstm(grad.reshape(-1), state)
             theta = theta + update.view_as(theta)
             loss = tasks.loss(theta, t + 1)
             meta_loss = meta_loss + loss.mean()
+            if first_bad is None and not torch.isfinite(loss).all():
+                first_bad = (t + 1, [tasks.task_seeds[i] for i in (~torch.isfinite(loss)).nonzero().flatten().tolist()])
             if t + 1 < steps:
                 (grad,) = torch.autograd.grad(loss.sum(), theta, retain_graph=True)
         meta_optimizer.zero_grad(set_to_none=True)
-        meta_loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(lstm.parameters(), grad_clip)
-        finite = math.isfinite(meta_loss.item()) and all(
-            torch.isfinite(p.grad).all() for p in lstm.parameters() if p.grad is not None)
-        if finite:
-            meta_optimizer.step()
-        else:
-            skipped += 1
+        if first_bad is None:
+            meta_loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(lstm.parameters(), grad_clip)
+            bad_grads = [n for n, p in lstm.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         unroll_losses.append(meta_loss.item())
+        if first_bad is not None or bad_grads:
+            # policy: never apply a non-finite meta-update; the trajectory's theta cannot recover, so stop it
+            skipped += len(segments) - k
+            where = (f"optimizee loss at step {first_bad[0]} for task seed(s) {first_bad[1]}" if first_bad
+                     else f"meta-gradient of {bad_grads} in unroll {k} (steps {segment.start + 1}-{segment.stop})")
+            warnings.warn(f"non-finite {where}: meta-update skipped and the rest of this trajectory dropped",
+                          NonFiniteWarning, stacklevel=2)
+            break
+        meta_optimizer.step()
         theta = theta.detach()
         state = tuple(s.detach() for s in state)
     return TrajectoryResult(unroll_losses, skipped)
@@ -96,17 +109,44 @@ class MetaTrainResult:
     last: LSTMOptimizer
     history: pd.DataFrame
     best_epoch: int
+    resumed_after_epoch: int = 0  # 0: trained from scratch
+
+
+TRAINING_STATE_FORMAT = "l2l-meta-train-state/1"
+
+
+def _load_training_state(path, signature: dict) -> dict | None:
+    """The saved training state at ``path`` if it exists; refuses one written for other arguments."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"checkpoint_path={str(path)!r} is not a readable training state (truncated?): {err}") from err
+    if not isinstance(state, dict) or state.get("format") != TRAINING_STATE_FORMAT:
+        raise ValueError(f"checkpoint_path={str(path)!r} is not an l2l meta-training state")
+    if state["signature"] != signature:
+        diff = {k: (state["signature"].get(k), v) for k, v in signature.items() if state["signature"].get(k) != v}
+        raise ValueError(f"checkpoint_path={str(path)!r} was written for other arguments (saved, now): {diff}; "
+                         "delete it or pass another checkpoint_path")
+    return state
 
 
 def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None = None, epochs: int = 10,
                trajectories_per_epoch: int = 20, tasks_per_trajectory: int = 1, steps: int = 100,
                unroll: int = 20, n_val_tasks: int = 20, seed: int = 0, grad_clip: float | None = None,
-               progress: bool = True) -> MetaTrainResult:
+               progress: bool = True, checkpoint_path: str | Path | None = None) -> MetaTrainResult:
     """Meta-train an LSTM optimizer on ``family``'s meta-train tasks, selecting by meta-validation.
 
     ``config`` and ``meta_lr`` default to the family's (no preprocessing, scale 1.0, lr 0.003 on
     quadratics; preprocessing, scale 0.1, lr 0.01 on MLPs, as in the thesis code). Epoch 0 of the
     history is the untrained LSTM. Same arguments and seed -> the same numbers.
+
+    With ``checkpoint_path``, the whole training state (LSTM, Adam, best so far, history) is written
+    atomically after every epoch; calling again with the same arguments resumes after the last
+    finished epoch and ends with the same result as an uninterrupted run (trajectory tasks are
+    functions of (seed, epoch, index), so nothing else needs saving).
     """
     config = config or family.default_lstm
     meta_lr = family.default_meta_lr if meta_lr is None else check_positive_float("meta_lr", meta_lr)
@@ -123,11 +163,23 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     lstm = LSTMOptimizer(config, seed=seed).to(device)
     meta_optimizer = torch.optim.Adam(lstm.parameters(), lr=meta_lr)
     val_tasks = family.sample(n_val_tasks, seed, split="meta_val")
-    best_score = validation_score(lstm, val_tasks, steps)
-    best_state, best_epoch = copy.deepcopy(lstm.state_dict()), 0
-    rows = [dict(epoch=0, meta_loss=math.nan, val_loss_sum=best_score, skipped_updates=0, seconds=0.0)]
-    bar = tqdm(total=epochs * trajectories_per_epoch, desc=f"meta-train {family.describe()}", disable=not progress)
-    for epoch in range(1, epochs + 1):
+    signature = dict(family=family.describe(), config=config.to_dict(), meta_lr=meta_lr,
+                     trajectories_per_epoch=trajectories_per_epoch, tasks_per_trajectory=tasks_per_trajectory,
+                     steps=steps, unroll=unroll, n_val_tasks=n_val_tasks, seed=seed, grad_clip=grad_clip)
+    saved = _load_training_state(checkpoint_path, signature) if checkpoint_path else None
+    if saved:
+        lstm.load_state_dict(saved["lstm"])
+        meta_optimizer.load_state_dict(saved["meta_optimizer"])
+        best_score, best_state, best_epoch = saved["best_score"], saved["best_state"], saved["best_epoch"]
+        rows, first_epoch = saved["rows"], saved["epoch"] + 1
+    else:
+        best_score = validation_score(lstm, val_tasks, steps)
+        best_state, best_epoch = copy.deepcopy(lstm.state_dict()), 0
+        rows, first_epoch = [dict(epoch=0, meta_loss=math.nan, val_loss_sum=best_score, skipped_updates=0,
+                                  seconds=0.0)], 1
+    bar = tqdm(total=epochs * trajectories_per_epoch, initial=(first_epoch - 1) * trajectories_per_epoch,
+               desc=f"meta-train {family.describe()}", disable=not progress)
+    for epoch in range(first_epoch, epochs + 1):
         start, losses, skipped = time.perf_counter(), [], 0
         for j in range(trajectories_per_epoch):
             tasks = family.sample(tasks_per_trajectory, derive_seed("trajectory", seed, epoch, j), split="meta_train")
@@ -141,7 +193,12 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
         rows.append(dict(epoch=epoch, meta_loss=sum(losses) / len(losses), val_loss_sum=score,
                          skipped_updates=skipped, seconds=time.perf_counter() - start))
         bar.set_postfix(val=f"{score:.4g}", best=f"{best_score:.4g}")
+        if checkpoint_path:
+            atomic_torch_save(dict(format=TRAINING_STATE_FORMAT, signature=signature, epoch=epoch,
+                                   lstm=lstm.state_dict(), meta_optimizer=meta_optimizer.state_dict(),
+                                   best_state=best_state, best_score=best_score, best_epoch=best_epoch, rows=rows),
+                              checkpoint_path)
     bar.close()
     best = LSTMOptimizer(config, seed=seed).to(device)
     best.load_state_dict(best_state)
-    return MetaTrainResult(best, lstm, pd.DataFrame(rows), best_epoch)
+    return MetaTrainResult(best, lstm, pd.DataFrame(rows), best_epoch, first_epoch - 1)

@@ -20,8 +20,10 @@ def plot_losses(frame: pd.DataFrame, col: str | None = None, title: str | None =
                 x: str = "step", height: float = 3.6):
     """Loss vs ``x`` (mean over seeds and tasks, 95% normal band); one panel per value of ``col``.
 
-    Returns the matplotlib Figure. The LSTM is drawn solid, baselines dashed.
+    Returns the matplotlib Figure. The LSTM is drawn solid, baselines dashed; diverged tasks are left out.
     """
+    if "diverged" in frame:  # non-finite runs are counted in the tables, not drawn
+        frame = frame[~frame["diverged"]]
     panels = list(dict.fromkeys(frame[col])) if col else [None]
     fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 4.6 * len(panels), height), squeeze=False,
                              constrained_layout=True)

@@ -78,10 +78,23 @@ def input_stamp(name: str, params: dict, stamps: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def check_parameters(name: str, params: dict) -> None:
+    """Refuse parameters the notebook does not declare (papermill itself only warns about typos)."""
+    import papermill
+
+    check_choice("notebook", name, NOTEBOOKS)
+    declared = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ValueError(f"parameter(s) {unknown} are not parameters of notebook {name!r}; "
+                         f"allowed: {sorted(declared)}")
+
+
 def execute(name: str, params: dict, out: Path) -> float:
     """Run one notebook with papermill into out/executed/<name>.ipynb (atomically); returns seconds."""
     import papermill
 
+    check_parameters(name, params)
     target = out / "executed" / f"{name}.ipynb"
     start = time.perf_counter()
     with atomic_path(target) as tmp:
@@ -158,6 +171,7 @@ def prepare(out: Path, profile: str = "smoke", device: str = "cpu") -> list[Path
     written = []
     for name in NOTEBOOKS:
         target = out / f"{name}.ipynb"
+        check_parameters(name, parameters(name, profile, out, device))
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(target),
                                    parameters=parameters(name, profile, out, device), prepare_only=True,
                                    kernel_name="python3", progress_bar=False)

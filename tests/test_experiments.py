@@ -55,3 +55,13 @@ def test_checkpoint_is_reused_only_for_the_same_training_settings(tmp_path):
     other = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path, seed=1)
     retrained, _ = ex.train_or_load(fam, other, tmp_path / "lstm.pt", progress=False)
     assert any((a != b).any() for a, b in zip(first.parameters(), retrained.parameters()))
+
+
+def test_notebook_parameter_typos_are_refused_before_running():
+    from l2l_core.reproduce import check_parameters
+
+    check_parameters("02_mnist", {"profile": "smoke", "n_tasks": 3})
+    with pytest.raises(ValueError, match=r"\['n_task'\] are not parameters of notebook '02_mnist'.*n_tasks"):
+        check_parameters("02_mnist", {"profile": "smoke", "n_task": 3})
+    with pytest.raises(ValueError, match="notebook='07_x'"):
+        check_parameters("07_x", {})

@@ -1,0 +1,71 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from l2l_core.checkpoint import save_optimizer
+from l2l_core.lstm_optimizer import LSTMOptimizer
+from l2l_core.runners import run_learned
+from l2l_core.tasks import MLPFamily
+from l2l_core.torch_optimizer import LearnedOptimizer
+
+
+def module_from_flat(fam, theta_row):
+    """The nn.Sequential that computes the same function as one flat MLP task."""
+    model = nn.Sequential(nn.Linear(784, 20), nn.Sigmoid(), nn.Linear(20, 10))
+    with torch.no_grad():
+        for (W, b), layer in zip(fam.shape.unflatten(theta_row[None]), model[::2]):
+            layer.weight.copy_(W[0].T)
+            layer.bias.copy_(b[0])
+    return model
+
+
+def test_matches_the_functional_evaluation_path_step_for_step(tiny_mnist_root, tmp_path):
+    fam = MLPFamily(data_root=str(tiny_mnist_root))
+    tasks = fam.sample(1, 0, "test")
+    lstm = LSTMOptimizer(fam.default_lstm, seed=1)
+    path = save_optimizer(tmp_path / "lstm.pt", lstm, seed=1)
+    model = module_from_flat(fam, tasks.initial_params()[0])
+    opt = LearnedOptimizer(model.parameters(), checkpoint=path)
+    losses = []
+    for t in range(8):
+        rows = tasks.minibatch_indices(t)[0]
+        loss = nn.functional.cross_entropy(model(tasks.x[rows]), tasks.y[rows])
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    functional, theta = run_learned(lstm, tasks, 8)
+    torch.testing.assert_close(torch.tensor(losses), functional[:8, 0], rtol=1e-5, atol=1e-6)
+    expected = module_from_flat(fam, theta[0])
+    for p, q in zip(model.parameters(), expected.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_state_round_trips_and_continues_identically():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 1))
+    x, y = torch.randn(16, 5), torch.randn(16, 1)
+    opt = LearnedOptimizer(model.parameters(), lstm=LSTMOptimizer(seed=2))
+
+    def step(m, o):
+        o.zero_grad()
+        loss = ((m(x) - y) ** 2).mean()
+        loss.backward()
+        o.step()
+        return loss.item()
+
+    for _ in range(3):
+        step(model, opt)
+    clone = copy.deepcopy(model)
+    restored = LearnedOptimizer(clone.parameters(), lstm=LSTMOptimizer(seed=99))  # other weights...
+    restored.load_state_dict(opt.state_dict())  # ...replaced by the saved ones, with the LSTM states
+    assert restored.state[next(iter(clone.parameters()))]["step"] == 3
+    for _ in range(3):
+        assert step(model, opt) == step(clone, restored)
+
+
+def test_needs_exactly_one_source_of_weights():
+    with pytest.raises(ValueError, match="exactly one"):
+        LearnedOptimizer([torch.zeros(2, requires_grad=True)])
