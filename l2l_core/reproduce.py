@@ -33,6 +33,7 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "04_relu": ("02_mnist",),
     "05_mnist_like": ("02_mnist",),
     "06_cifar_svhn": ("02_mnist",),
+    "07_drop_in": ("02_mnist",),
     "90_conclusions": ("01_quadratic", "02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "99_reproduction": (),
 }
@@ -63,6 +64,8 @@ def parameters(name: str, profile: str, out: Path, device: str) -> dict:
     params = {"profile": profile, "device": device}
     if name == "90_conclusions":
         params = {"profile": profile, "results_root": str(out / "results")}
+    elif name == "07_drop_in":
+        params = {"profile": profile, "checkpoint": str(out / "results" / "02_mnist" / "lstm.pt")}
     elif name == "99_reproduction":
         params = {"build_dir": str(out)}
     else:

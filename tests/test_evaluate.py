@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 
@@ -59,3 +60,15 @@ def test_summarize_reports_steps_sums_and_intervals():
     assert table.loc[0, "loss@100"] == pytest.approx(sgd[sgd.step == 100].loss.mean())
     assert table.loc[0, "sum@100"] == pytest.approx(sgd[sgd.step < 100].groupby("task").loss.sum().mean())
     assert (table["sum@100 lo"] < table["sum@100"]).all() and (table["sum@100"] < table["sum@100 hi"]).all()
+
+
+def test_blockwise_lstm_application_equals_one_block():
+    from l2l_core.runners import run_learned
+
+    fam = QuadraticFamily()
+    lstm = LSTMOptimizer(fam.default_lstm, seed=2)
+    tasks = fam.sample(7, 0, "test")
+    whole, theta_whole = run_learned(lstm, tasks, 15, block=10_000)
+    blocks, theta_blocks = run_learned(lstm, tasks, 15, block=13)  # blocks straddle task boundaries
+    torch.testing.assert_close(blocks, whole)
+    torch.testing.assert_close(theta_blocks, theta_whole)
