@@ -149,6 +149,12 @@ def setting_label(family) -> str:
     return f"{titles[family.dataset]} {'-'.join(map(str, sizes))} {family.activation}"
 
 
+def _digest(*parts) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def train_or_load(family, s: Settings, path: str | Path, progress: bool = True) -> tuple[LSTMOptimizer, pd.DataFrame | None]:
     """The LSTM at ``path`` if it was trained with these training settings, else meta-train and save it."""
     path = Path(path)
@@ -159,7 +165,8 @@ def train_or_load(family, s: Settings, path: str | Path, progress: bool = True) 
             return lstm, pd.read_csv(history) if history.is_file() else None
     result = meta_train(family, meta_lr=s.meta_lr, epochs=s.meta_epochs, trajectories_per_epoch=s.trajectories_per_epoch,
                         tasks_per_trajectory=s.tasks_per_trajectory, steps=s.train_steps, unroll=s.unroll,
-                        n_val_tasks=s.n_val_tasks, seed=s.seed, progress=progress)
+                        n_val_tasks=s.n_val_tasks, seed=s.seed, progress=progress,
+                        checkpoint_path=path.with_name(f"training_state-{_digest(s.training(), family.describe())}.pt"))
     write_frame(result.history, path.with_name("history.csv"))
     save_optimizer(path, result.best, seed=s.seed, family=family.describe(), training=s.training(),
                    best_epoch=result.best_epoch)

@@ -163,7 +163,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     lstm = LSTMOptimizer(config, seed=seed).to(device)
     meta_optimizer = torch.optim.Adam(lstm.parameters(), lr=meta_lr)
     val_tasks = family.sample(n_val_tasks, seed, split="meta_val")
-    signature = dict(family=family.describe(), config=config.to_dict(), meta_lr=meta_lr,
+    signature = dict(family=family.describe(), config=config.to_dict(), meta_lr=meta_lr, epochs=epochs,
                      trajectories_per_epoch=trajectories_per_epoch, tasks_per_trajectory=tasks_per_trajectory,
                      steps=steps, unroll=unroll, n_val_tasks=n_val_tasks, seed=seed, grad_clip=grad_clip)
     saved = _load_training_state(checkpoint_path, signature) if checkpoint_path else None
@@ -202,3 +202,21 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     best = LSTMOptimizer(config, seed=seed).to(device)
     best.load_state_dict(best_state)
     return MetaTrainResult(best, lstm, pd.DataFrame(rows), best_epoch, first_epoch - 1)
+
+
+def search_meta_lr(family, lrs=(0.001, 0.003, 0.01, 0.03), **kwargs) -> tuple[float, pd.DataFrame]:
+    """Meta-train once per meta-learning rate (same seed, same budget) and pick the best by validation.
+
+    ``kwargs`` go to :func:`meta_train` (keep ``epochs`` small: this is a scouting run). Returns the
+    chosen rate and a table (meta_lr, best_val_loss_sum, best_epoch).
+    """
+    if len(lrs) == 0:
+        raise ValueError("lrs=() must contain at least one meta-learning rate")
+    rows = []
+    for lr in lrs:
+        check_positive_float("meta_lr (in lrs)", lr)
+        result = meta_train(family, meta_lr=lr, **kwargs)
+        rows.append(dict(meta_lr=lr, best_val_loss_sum=float(result.history.val_loss_sum.min()),
+                         best_epoch=result.best_epoch))
+    table = pd.DataFrame(rows)
+    return float(table.meta_lr[table.best_val_loss_sum.idxmin()]), table

@@ -72,3 +72,15 @@ def test_short_meta_training_beats_tuned_adam_on_held_out_quadratics():
     adam = tune_learning_rate("adam", fam)
     adam_final = run_baseline("adam", adam.lr, test, 100)[0][100].mean().item()
     assert lstm_final < 0.7 * adam_final, (lstm_final, adam_final, adam.lr)
+
+
+def test_meta_lr_search_tries_every_rate_and_picks_the_best():
+    from l2l_core.meta_train import search_meta_lr
+
+    best, table = search_meta_lr(QuadraticFamily(), lrs=(1e-4, 0.01), epochs=2, trajectories_per_epoch=4,
+                                 tasks_per_trajectory=4, steps=20, unroll=10, n_val_tasks=4, progress=False)
+    assert list(table.meta_lr) == [1e-4, 0.01]
+    assert best == table.meta_lr[table.best_val_loss_sum.idxmin()]
+    assert table.best_val_loss_sum.nunique() == 2
+    with pytest.raises(ValueError, match="lrs=()"):
+        search_meta_lr(QuadraticFamily(), lrs=())
