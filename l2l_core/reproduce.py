@@ -116,7 +116,8 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
     previous = pd.read_csv(timings_file) if timings_file.is_file() else pd.DataFrame(columns=["notebook", "seconds"])
     rows = []
     for name in NOTEBOOKS:
-        if only and name not in only:
+        if only and name not in only:  # keep its row from the last run in the timings table
+            rows += previous[previous.notebook == name].to_dict("records")
             continue
         params = parameters(name, profile, out, device)
         stamp = input_stamp(name, params, stamps)
