@@ -67,7 +67,7 @@ def parameters(name: str, profile: str, out: Path, device: str) -> dict:
     elif name == "07_drop_in":
         params = {"profile": profile, "checkpoint": str(out / "results" / "02_mnist" / "lstm.pt")}
     elif name == "99_reproduction":
-        params = {"build_dir": str(out)}
+        params = {"build_dir": str(out), "profile": profile}
     else:
         params["results_dir"] = str(out / "results" / name)
     return params

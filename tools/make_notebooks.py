@@ -137,11 +137,16 @@ make test               # creates .venv if needed, runs the unit tests and every
 `l2l_core` sources, requirements, data listing and upstream results) did not change is skipped.
 `make reproduce PROFILE=quick` gives a first answer in less time; `make book` rebuilds the HTML alone.
 Data are read from `$L2L_DATA_DIR`, else `../shared/data`, else `./data`.'''),
-    code('''build_dir = None  # None: build/full''', ["parameters"]),
-    code('''from l2l_core import report
-from l2l_core.experiments import REPO_ROOT
+    code('''build_dir = None  # None: build/<profile>
+profile = "full"  # the profile whose run built this book''', ["parameters"]),
+    code('''from IPython.display import Markdown
+from l2l_core import report
+from l2l_core.experiments import REPO_ROOT, PROFILES
 
-build_dir = build_dir or REPO_ROOT / "build" / "full"'''),
+assert profile in PROFILES, f"profile={profile!r} is not one of {PROFILES}"
+build_dir = build_dir or REPO_ROOT / "build" / profile
+Markdown(f"**This book was built from the `{profile}` profile.**"
+         + ("" if profile == "full" else " Its numbers are not the book's evidence: run `make reproduce`."))'''),
     nbf.v4.new_markdown_cell("## Wall time of each notebook\n\nAs measured by the run that built this book "
                              "(skipped notebooks show the time of the run that produced them)."),
     code("report.timings_table(build_dir)"),
