@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from . import __version__
+from .io import atomic_path
 from .lstm_optimizer import LSTMConfig, LSTMOptimizer
 
 FORMAT = "l2l-lstm-optimizer/1"
@@ -15,19 +15,12 @@ FORMAT = "l2l-lstm-optimizer/1"
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
     """torch.save to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def save_optimizer(path, lstm: LSTMOptimizer, seed: int, **metadata) -> Path:

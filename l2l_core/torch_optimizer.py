@@ -14,6 +14,11 @@ from .checkpoint import load_optimizer
 from .lstm_optimizer import LSTMConfig, LSTMOptimizer
 
 
+def _state_keys(num_layers: int) -> list[str]:
+    """Names of a parameter's LSTM state tensors: h0, c0, h1, c1, ..."""
+    return [f"{kind}{layer}" for layer in range(num_layers) for kind in "hc"]
+
+
 class LearnedOptimizer(torch.optim.Optimizer):
     """Applies ``theta <- theta + m(grad, state; phi)`` with a trained (frozen) LSTM ``m``."""
 
@@ -47,16 +52,13 @@ class LearnedOptimizer(torch.optim.Optimizer):
                     continue
                 lstm = self._lstm_on(p.device)
                 state = self.state[p]
-                if "h0" not in state:
-                    for k, t in enumerate(lstm.initial_state(p.numel(), device=p.device, dtype=p.dtype)):
-                        state[f"{'hc'[k % 2]}{k // 2}"] = t
+                keys = _state_keys(lstm.config.num_layers)
+                if "step" not in state:
+                    state.update(zip(keys, lstm.initial_state(p.numel(), device=p.device, dtype=p.dtype)))
                     state["step"] = 0
-                n_layers = lstm.config.num_layers
-                hidden = tuple(state[f"{'hc'[k % 2]}{k // 2}"] for k in range(2 * n_layers))
-                update, hidden = lstm(p.grad.reshape(-1), hidden)
+                update, hidden = lstm(p.grad.reshape(-1), tuple(state[k] for k in keys))
                 p.add_(update.view_as(p))
-                for k, t in enumerate(hidden):
-                    state[f"{'hc'[k % 2]}{k // 2}"] = t
+                state.update(zip(keys, hidden))
                 state["step"] += 1
         return loss
 
