@@ -51,6 +51,7 @@ TRAINING = {
         "full": dict(meta_epochs=10, trajectories_per_epoch=20, tasks_per_trajectory=1, train_steps=100, unroll=20, n_val_tasks=10),
     },
 }
+TRAINING["mlp_long"] = TRAINING["mlp"]  # the long-horizon chapter reuses experiment 2's LSTM
 # Evaluation budget: seeds x n_tasks held-out test tasks, run for `steps`; baselines tuned on tune_tasks.
 EVALUATION = {
     "quadratic": {
@@ -62,6 +63,12 @@ EVALUATION = {
         "smoke": dict(seeds=(0,), n_tasks=2, steps=20, tune_tasks=2, tune_steps=20),
         "quick": dict(seeds=(0, 1), n_tasks=10, steps=200, tune_tasks=10, tune_steps=100),
         "full": dict(seeds=(0, 1, 2, 3, 4), n_tasks=20, steps=200, tune_tasks=20, tune_steps=100),
+    },
+    # ten times the training horizon; fewer runs, since each is five times longer (baselines tuned as in the chapters)
+    "mlp_long": {
+        "smoke": dict(seeds=(0,), n_tasks=2, steps=30, tune_tasks=2, tune_steps=20),
+        "quick": dict(seeds=(0, 1), n_tasks=3, steps=1000, tune_tasks=10, tune_steps=100),
+        "full": dict(seeds=(0, 1, 2), n_tasks=5, steps=1000, tune_tasks=20, tune_steps=100),
     },
 }
 
@@ -155,20 +162,28 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def train_or_load(family, s: Settings, path: str | Path, progress: bool = True) -> tuple[LSTMOptimizer, pd.DataFrame | None]:
-    """The LSTM at ``path`` if it was trained with these training settings, else meta-train and save it."""
+def train_or_load(family, s: Settings, path: str | Path, progress: bool = True, config=None,
+                  meta_update_schedule_bug: bool = False) -> tuple[LSTMOptimizer, pd.DataFrame | None]:
+    """The LSTM at ``path`` if it was trained with these training settings, else meta-train and save it.
+
+    ``config`` (default: the family's) and ``meta_update_schedule_bug`` are passed to ``meta_train``;
+    the errata chapter uses them to train with the thesis code's defects.
+    """
     path = Path(path)
+    training = {**s.training(), **({"config": config.to_dict()} if config is not None else {}),
+                **({"meta_update_schedule_bug": True} if meta_update_schedule_bug else {})}
+    history_path = path.with_name(path.stem.replace("lstm", "history") + ".csv")
     if path.is_file():
         lstm, info = load_optimizer(path, device=s.device)
-        if info["metadata"].get("training") == s.training() and info["metadata"].get("family") == family.describe():
-            history = path.with_name("history.csv")
-            return lstm, pd.read_csv(history) if history.is_file() else None
-    result = meta_train(family, meta_lr=s.meta_lr, epochs=s.meta_epochs, trajectories_per_epoch=s.trajectories_per_epoch,
-                        tasks_per_trajectory=s.tasks_per_trajectory, steps=s.train_steps, unroll=s.unroll,
-                        n_val_tasks=s.n_val_tasks, seed=s.seed, progress=progress,
-                        checkpoint_path=path.with_name(f"training_state-{_digest(s.training(), family.describe())}.pt"))
-    write_frame(result.history, path.with_name("history.csv"))
-    save_optimizer(path, result.best, seed=s.seed, family=family.describe(), training=s.training(),
+        if info["metadata"].get("training") == training and info["metadata"].get("family") == family.describe():
+            return lstm, pd.read_csv(history_path) if history_path.is_file() else None
+    result = meta_train(family, config=config, meta_lr=s.meta_lr, epochs=s.meta_epochs,
+                        trajectories_per_epoch=s.trajectories_per_epoch, tasks_per_trajectory=s.tasks_per_trajectory,
+                        steps=s.train_steps, unroll=s.unroll, n_val_tasks=s.n_val_tasks, seed=s.seed,
+                        progress=progress, meta_update_schedule_bug=meta_update_schedule_bug,
+                        checkpoint_path=path.with_name(f"training_state-{_digest(training, family.describe())}.pt"))
+    write_frame(result.history, history_path)
+    save_optimizer(path, result.best, seed=s.seed, family=family.describe(), training=training,
                    best_epoch=result.best_epoch)
     return result.best, result.history
 
@@ -269,14 +284,22 @@ MNIST_THESIS = ("sum of loss over 100 steps: LSTM 50.9, Adam 86.2 (lr 0.03), RMS
                 "NAG 115.9 (1.0), SGD 195.1 (1.0)")
 
 
-def run_mnist(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 2: meta-train on the MNIST MLP (one hidden layer of 20 sigmoid units), compare on MNIST-test."""
+def mnist_setup(s: Settings) -> tuple[list, list[Claim]]:
+    """Experiment 2's task families and claims."""
     family = mlp_family(s)
-    claims = [Claim("02 MNIST", "The LSTM beats all four baselines on unseen MNIST tasks.", MNIST_THESIS, metric="sum@100")]
+    claims = [Claim("02 MNIST", "The LSTM beats all four baselines on unseen MNIST tasks.", MNIST_THESIS,
+                    metric="sum@100", setting=setting_label(family))]
     if s.steps >= 200:
         claims.append(Claim("02 MNIST", "The LSTM is still ahead at step 200, twice its training horizon.",
-                            "the paper's MNIST figure shows the LSTM ahead up to step 200", metric="loss@200"))
-    return run_experiment(s, [family], claims, progress=progress)
+                            "the paper's MNIST figure shows the LSTM ahead up to step 200", metric="loss@200",
+                            setting=setting_label(family)))
+    return [family], claims
+
+
+def run_mnist(s: Settings, progress: bool = True) -> ExperimentResult:
+    """Experiment 2: meta-train on the MNIST MLP (one hidden layer of 20 sigmoid units), compare on MNIST-test."""
+    families, claims = mnist_setup(s)
+    return run_experiment(s, families, claims, progress=progress)
 
 
 def mnist_checkpoint(s: Settings) -> Path:
@@ -284,8 +307,8 @@ def mnist_checkpoint(s: Settings) -> Path:
     return Path(s.results_dir).parent / "02_mnist" / "lstm.pt"
 
 
-def run_architectures(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 3: the MNIST-trained LSTM on 40 hidden units and on two hidden layers."""
+def architectures_setup(s: Settings) -> tuple[list, list[Claim]]:
+    """Experiment 3's task families and claims."""
     wide, deep = mlp_family(s, hidden=(40,)), mlp_family(s, hidden=(20, 20))
     claims = [
         Claim("03 architectures", "The MNIST-trained LSTM still wins with 40 hidden units.",
@@ -293,22 +316,34 @@ def run_architectures(s: Settings, progress: bool = True) -> ExperimentResult:
         Claim("03 architectures", "The MNIST-trained LSTM still wins with two hidden layers.",
               "thesis slides: LSTM ahead of all baselines", metric="sum@100", setting=setting_label(deep)),
     ]
-    return run_experiment(s, [wide, deep], claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
+    return [wide, deep], claims
+
+
+def run_architectures(s: Settings, progress: bool = True) -> ExperimentResult:
+    """Experiment 3: the MNIST-trained LSTM on 40 hidden units and on two hidden layers."""
+    families, claims = architectures_setup(s)
+    return run_experiment(s, families, claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
                           progress=progress)
 
 
-def run_relu(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 4: the MNIST-trained (sigmoid) LSTM on the same MLP with ReLU activations."""
+def relu_setup(s: Settings) -> tuple[list, list[Claim]]:
+    """Experiment 4's task family and claim."""
     relu = mlp_family(s, activation="relu")
     claims = [Claim("04 ReLU", "The MNIST-trained LSTM fails with ReLU activations (a baseline beats it).",
                     "thesis slides: the LSTM fails with ReLU", kind="lstm_fails", metric="sum@100",
                     setting=setting_label(relu))]
-    return run_experiment(s, [relu], claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
+    return [relu], claims
+
+
+def run_relu(s: Settings, progress: bool = True) -> ExperimentResult:
+    """Experiment 4: the MNIST-trained (sigmoid) LSTM on the same MLP with ReLU activations."""
+    families, claims = relu_setup(s)
+    return run_experiment(s, families, claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
                           progress=progress)
 
 
-def run_mnist_like(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 5: the MNIST-trained LSTM on Fashion-MNIST and EMNIST Letters (26 classes), 784-20-C sigmoid."""
+def mnist_like_setup(s: Settings) -> tuple[list, list[Claim]]:
+    """Experiment 5's task families and claims."""
     fashion, letters = mlp_family(s, dataset="fashion_mnist"), mlp_family(s, dataset="emnist_letters")
     claims = [
         Claim("05 MNIST-like", "Transfer within the MNIST family: the LSTM beats all baselines on Fashion-MNIST.",
@@ -319,12 +354,18 @@ def run_mnist_like(s: Settings, progress: bool = True) -> ExperimentResult:
               "thesis: NAG overtakes the LSTM around step 100", kind="lstm_fails", metric="loss@200",
               setting=setting_label(letters), baseline="NAG"),
     ]
-    return run_experiment(s, [fashion, letters], claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
+    return [fashion, letters], claims
+
+
+def run_mnist_like(s: Settings, progress: bool = True) -> ExperimentResult:
+    """Experiment 5: the MNIST-trained LSTM on Fashion-MNIST and EMNIST Letters (26 classes), 784-20-C sigmoid."""
+    families, claims = mnist_like_setup(s)
+    return run_experiment(s, families, claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
                           progress=progress)
 
 
-def run_cifar_svhn(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 6: the MNIST-trained LSTM on unrelated data, CIFAR-10 and SVHN (3072-20-10 sigmoid)."""
+def cifar_svhn_setup(s: Settings) -> tuple[list, list[Claim]]:
+    """Experiment 6's task families and claims."""
     cifar, svhn = mlp_family(s, dataset="cifar10"), mlp_family(s, dataset="svhn")
     claims = [
         Claim("06 CIFAR-10 / SVHN", "Transfer fails on unrelated data: no advantage for the LSTM on CIFAR-10.",
@@ -334,7 +375,13 @@ def run_cifar_svhn(s: Settings, progress: bool = True) -> ExperimentResult:
               "thesis: roughly a tie on SVHN", kind="no_lstm_advantage", metric="sum@100",
               setting="SVHN 3072-20-10 sigmoid"),
     ]
-    return run_experiment(s, [cifar, svhn], claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
+    return [cifar, svhn], claims
+
+
+def run_cifar_svhn(s: Settings, progress: bool = True) -> ExperimentResult:
+    """Experiment 6: the MNIST-trained LSTM on unrelated data, CIFAR-10 and SVHN (3072-20-10 sigmoid)."""
+    families, claims = cifar_svhn_setup(s)
+    return run_experiment(s, families, claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
                           progress=progress)
 
 

@@ -27,14 +27,18 @@ class LSTMConfig:
     preprocess: bool = True
     output_scale: float = 0.1
     preprocess_p: float = 10.0
+    # Thesis-code defect (d), for the errata chapter only: the state offset is never advanced, so every
+    # parameter tensor reads and writes LSTM state from coordinate 0 (see LSTMOptimizer.step_tasks).
+    shared_state_offset_bug: bool = False
 
     def __post_init__(self):
         check_int("hidden_size", self.hidden_size)
         check_int("num_layers", self.num_layers)
         check_positive_float("output_scale", self.output_scale)
         check_positive_float("preprocess_p", self.preprocess_p)
-        if not isinstance(self.preprocess, bool):
-            raise TypeError(f"preprocess={self.preprocess!r} must be True or False")
+        for name in ("preprocess", "shared_state_offset_bug"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}={getattr(self, name)!r} must be True or False")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,3 +109,33 @@ class LSTMOptimizer(nn.Module):
             x = h
         out = torch.cat((self.output_weight, self.output_bias.unsqueeze(1)), dim=1) @ torch.cat((x, ones), dim=0)
         return out.squeeze(0) * self.config.output_scale, tuple(new_state)
+
+    def step_tasks(self, grad: torch.Tensor, state: LSTMState, tensor_sizes=None) -> tuple[torch.Tensor, LSTMState]:
+        """Updates (n_tasks, dim) for the gradients (n_tasks, dim) of a task batch, and the next state.
+
+        State columns are task-major (task i owns columns i*dim .. (i+1)*dim - 1). Normally this is
+        ``forward`` on the flattened gradient. With ``config.shared_state_offset_bug`` it reproduces
+        defect (d) of the thesis code: the parameter tensors (sizes ``tensor_sizes``, in layout order)
+        are updated one after another, each reading the previous state of coordinates 0..size-1 of its
+        task instead of its own, and writing its new state there (later tensors overwrite earlier ones;
+        columns no tensor wrote are zero).
+        """
+        n, dim = grad.shape
+        if not self.config.shared_state_offset_bug:
+            update, new_state = self(grad.reshape(-1), state)
+            return update.view(n, dim), new_state
+        sizes = list(tensor_sizes) if tensor_sizes is not None else [dim]
+        if sum(sizes) != dim:
+            raise ValueError(f"tensor_sizes={sizes} must add up to the parameter count {dim}")
+        hidden = self.config.hidden_size
+        old = [s.view(hidden, n, dim) for s in state]
+        new = [s.new_zeros(hidden, n, dim) for s in state]
+        updates, offset = [], 0
+        for size in sizes:
+            part = grad[:, offset:offset + size].reshape(-1)
+            update, written = self(part, tuple(s[:, :, :size].reshape(hidden, -1) for s in old))
+            updates.append(update.view(n, size))
+            for k, w in enumerate(written):
+                new[k] = torch.cat((w.view(hidden, n, size), new[k][:, :, size:]), dim=2)
+            offset += size
+        return torch.cat(updates, dim=1), tuple(s.reshape(hidden, n * dim) for s in new)

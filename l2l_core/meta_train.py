@@ -28,12 +28,20 @@ from .seeding import derive_seed
 from .tasks import TaskBatch
 
 
-def unroll_segments(steps: int, unroll: int) -> list[range]:
-    """The update indices of each unroll; together they cover range(steps) exactly once."""
+def unroll_segments(steps: int, unroll: int, meta_update_schedule_bug: bool = False) -> list[range]:
+    """The update indices of each unroll; together they cover range(steps) exactly once.
+
+    ``meta_update_schedule_bug`` reproduces defect (c) of the thesis code, whose meta-update fired
+    whenever ``t % unroll == 0``: unrolls {0}, {1..unroll}, ..., ending at the last multiple of
+    ``unroll`` below ``steps``; the updates after it (81-99 for 100 steps, unroll 20) never get a
+    meta-gradient, so they are not run at all.
+    """
     check_int("steps", steps)
     check_int("unroll", unroll)
     if unroll > steps:
         raise ValueError(f"unroll={unroll} must not exceed steps={steps}")
+    if meta_update_schedule_bug:
+        return [range(0, 1)] + [range(s - unroll + 1, s + 1) for s in range(unroll, steps, unroll)]
     return [range(s, min(s + unroll, steps)) for s in range(0, steps, unroll)]
 
 
@@ -46,7 +54,8 @@ class TrajectoryResult:
 
 
 def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer, tasks: TaskBatch,
-                     steps: int = 100, unroll: int = 20, grad_clip: float | None = None) -> TrajectoryResult:
+                     steps: int = 100, unroll: int = 20, grad_clip: float | None = None,
+                     meta_update_schedule_bug: bool = False) -> TrajectoryResult:
     """Meta-train ``lstm`` on one trajectory of ``tasks`` (see the module docstring).
 
     Numerical guard: a NaN/inf optimizee loss or meta-gradient is reported (NonFiniteWarning, with the
@@ -54,7 +63,7 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
     trajectory is dropped too (all counted in ``skipped_updates``). ``grad_clip`` optionally clips the
     meta-gradient norm.
     """
-    segments = unroll_segments(steps, unroll)
+    segments = unroll_segments(steps, unroll, meta_update_schedule_bug)
     theta = tasks.initial_params().requires_grad_(True)
     loss = tasks.loss(theta, 0)
     (grad,) = torch.autograd.grad(loss.sum(), theta)
@@ -65,8 +74,8 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
         meta_loss = theta.new_zeros(())
         first_bad = None
         for t in segment:
-            update, state = lstm(grad.reshape(-1), state)
-            theta = theta + update.view_as(theta)
+            update, state = lstm.step_tasks(grad, state, tasks.tensor_sizes)
+            theta = theta + update
             loss = tasks.loss(theta, t + 1)
             meta_loss = meta_loss + loss.mean()
             if first_bad is None and not torch.isfinite(loss).all():
@@ -136,7 +145,8 @@ def _load_training_state(path, signature: dict) -> dict | None:
 def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None = None, epochs: int = 10,
                trajectories_per_epoch: int = 20, tasks_per_trajectory: int = 1, steps: int = 100,
                unroll: int = 20, n_val_tasks: int = 20, seed: int = 0, grad_clip: float | None = None,
-               progress: bool = True, checkpoint_path: str | Path | None = None) -> MetaTrainResult:
+               progress: bool = True, checkpoint_path: str | Path | None = None,
+               meta_update_schedule_bug: bool = False) -> MetaTrainResult:
     """Meta-train an LSTM optimizer on ``family``'s meta-train tasks, selecting by meta-validation.
 
     ``config`` and ``meta_lr`` default to the family's (no preprocessing, scale 1.0, lr 0.003 on
@@ -165,7 +175,8 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     val_tasks = family.sample(n_val_tasks, seed, split="meta_val")
     signature = dict(family=family.describe(), config=config.to_dict(), meta_lr=meta_lr, epochs=epochs,
                      trajectories_per_epoch=trajectories_per_epoch, tasks_per_trajectory=tasks_per_trajectory,
-                     steps=steps, unroll=unroll, n_val_tasks=n_val_tasks, seed=seed, grad_clip=grad_clip)
+                     steps=steps, unroll=unroll, n_val_tasks=n_val_tasks, seed=seed, grad_clip=grad_clip,
+                     **({"meta_update_schedule_bug": True} if meta_update_schedule_bug else {}))
     saved = _load_training_state(checkpoint_path, signature) if checkpoint_path else None
     if saved:
         lstm.load_state_dict(saved["lstm"])
@@ -183,7 +194,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
         start, losses, skipped = time.perf_counter(), [], 0
         for j in range(trajectories_per_epoch):
             tasks = family.sample(tasks_per_trajectory, derive_seed("trajectory", seed, epoch, j), split="meta_train")
-            result = train_trajectory(lstm, meta_optimizer, tasks, steps, unroll, grad_clip)
+            result = train_trajectory(lstm, meta_optimizer, tasks, steps, unroll, grad_clip, meta_update_schedule_bug)
             losses.append(sum(result.unroll_losses))
             skipped += result.skipped_updates
             bar.update(1)

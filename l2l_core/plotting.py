@@ -17,32 +17,42 @@ def _order(names) -> list[str]:
 
 
 def plot_losses(frame: pd.DataFrame, col: str | None = None, title: str | None = None, log: bool = True,
-                x: str = "step", height: float = 3.6):
-    """Loss vs ``x`` (mean over seeds and tasks, 95% normal band); one panel per value of ``col``.
+                x: str = "step", height: float = 3.6, wrap: int | None = None, xlabel: str | None = None):
+    """Loss vs ``x`` (mean over seeds and tasks, 95% normal band); one panel per value of ``col``, at most
+    ``wrap`` panels per row.
 
-    Returns the matplotlib Figure. The LSTM is drawn solid, baselines dashed; diverged tasks are left out.
+    Returns the matplotlib Figure. Learned optimizers (labels starting 'LSTM') are drawn solid, baselines
+    dashed; diverged tasks are left out.
     """
     if "diverged" in frame:  # non-finite runs are counted in the tables, not drawn
         frame = frame[~frame["diverged"]]
     panels = list(dict.fromkeys(frame[col])) if col else [None]
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 4.6 * len(panels), height), squeeze=False,
+    ncols = min(len(panels), wrap or len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(1.0 + 4.6 * ncols, height * nrows), squeeze=False,
                              constrained_layout=True)
+    for ax in grid.flat[len(panels):]:
+        ax.set_visible(False)
+    axes = list(grid.flat)[:len(panels)]
     order = _order(frame["optimizer"])
-    dashes = {name: "" if name == LSTM_LABEL else (4, 2) for name in order}
-    for ax, panel in zip(axes[0], panels):
+    extra = [n for n in order if n not in PALETTE]
+    palette = {**{n: PALETTE[n] for n in order if n in PALETTE},
+               **dict(zip(extra, sns.color_palette("dark", len(extra))))}
+    dashes = {name: "" if name.startswith(LSTM_LABEL) else (4, 2) for name in order}
+    for ax, panel in zip(axes, panels):
         data = frame if panel is None else frame[frame[col] == panel]
         sns.lineplot(data=data, x=x, y="loss", hue="optimizer", style="optimizer", hue_order=order,
-                     style_order=order, dashes=dashes, palette=PALETTE, errorbar=("se", 1.96), ax=ax,
-                     legend=ax is axes[0][-1])
+                     style_order=order, dashes=dashes, palette=palette, errorbar=("se", 1.96), ax=ax,
+                     legend=ax is axes[-1])
         if log:
             ax.set_yscale("log")
         ax.set_title(panel if panel is not None else (title or ""))
-        ax.set_xlabel("optimizee step" if x == "step" else x)
+        ax.set_xlabel(xlabel or ("optimizee step" if x == "step" else x))
         ax.set_ylabel("loss")
         ax.grid(True, which="major", alpha=0.3)
-    legend = axes[0][-1].get_legend()
+    legend = axes[-1].get_legend()
     if legend is not None:
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title and col:
         fig.suptitle(title)
     return fig

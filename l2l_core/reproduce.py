@@ -34,6 +34,8 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "05_mnist_like": ("02_mnist",),
     "06_cifar_svhn": ("02_mnist",),
     "07_drop_in": ("02_mnist",),
+    "08_errata": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
+    "09_long_horizons": ("02_mnist",),
     "90_conclusions": ("01_quadratic", "02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "99_reproduction": (),
 }

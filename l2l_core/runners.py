@@ -34,6 +34,16 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
     check_int("steps", steps)
     check_int("block", block)
     theta = tasks.initial_params()
+    if lstm.config.shared_state_offset_bug:  # thesis defect (d): state is shared across tensors, no blocks
+        state = lstm.initial_state(theta.numel(), device=theta.device, dtype=theta.dtype)
+        losses = []
+        for t in range(steps):
+            loss, grad = _loss_and_grad(tasks, theta, t)
+            losses.append(loss)
+            update, state = lstm.step_tasks(grad, state, tasks.tensor_sizes)
+            theta = theta + update
+        losses.append(tasks.loss(theta, steps))
+        return torch.stack(losses), theta
     n = theta.numel()
     bounds = [(a, min(a + block, n)) for a in range(0, n, block)]
     states = [lstm.initial_state(b - a, device=theta.device, dtype=theta.dtype) for a, b in bounds]

@@ -40,6 +40,11 @@ class TaskBatch:
         """Held-out accuracy per task for classifiers, ``None`` for other tasks."""
         return None
 
+    @property
+    def tensor_sizes(self) -> tuple[int, ...]:
+        """Sizes of the parameter tensors laid out one after another in a flat parameter vector."""
+        return (self.dim,)
+
     def repeat(self, k: int) -> "TaskBatch":
         """The same tasks stacked ``k`` times (copy j of task i is task ``j * n_tasks + i``)."""
         raise NotImplementedError
@@ -128,6 +133,11 @@ class MLPShape:
     def dim(self) -> int:
         return sum(i * o + o for i, o in self.layers)
 
+    @property
+    def tensor_sizes(self) -> tuple[int, ...]:
+        """(W_1, b_1, W_2, b_2, ...) sizes in layout order."""
+        return tuple(size for i, o in self.layers for size in (i * o, o))
+
     def unflatten(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Views (W (n, in, out), b (n, out)) of a flat (n, dim) parameter matrix."""
         out, offset = [], 0
@@ -174,6 +184,10 @@ class MLPTasks(TaskBatch):
     @property
     def dim(self) -> int:
         return self.shape.dim
+
+    @property
+    def tensor_sizes(self) -> tuple[int, ...]:
+        return self.shape.tensor_sizes
 
     def initial_params(self) -> torch.Tensor:
         return torch.stack([self.shape.init(s) for s in self.task_seeds]).to(self.x.device)

@@ -30,6 +30,9 @@ class LearnedOptimizer(torch.optim.Optimizer):
             lstm, _ = load_optimizer(checkpoint)
         if not isinstance(lstm, LSTMOptimizer):
             raise TypeError(f"lstm={lstm!r} must be an l2l_core LSTMOptimizer")
+        if lstm.config.shared_state_offset_bug:
+            raise ValueError("this LSTM was trained with shared_state_offset_bug=True (the thesis-code defect); "
+                             "the drop-in optimizer keeps one state per parameter tensor, so it cannot reproduce it")
         self.lstm = lstm.requires_grad_(False)
         self._lstm_device = None
 

@@ -205,6 +205,78 @@ fig = plot_losses(frame, title=f"nn.Sequential on MNIST: LearnedOptimizer vs Ada
 ]
 
 
+ERRATA = [
+    nbf.v4.new_markdown_cell('''# Errata: the thesis code's defects, switched on and off
+
+The thesis' public code (a notebook derived from a popular PyTorch port) had four defects that bear on its
+conclusions. Each is reproduced here as an explicit option of `l2l_core`, **off by default** everywhere else in
+this book, and the affected experiments are re-run with the defect on and off:
+
+| | defect | library option | affects |
+|---|---|---|---|
+| (a) | the learning-rate search passed a stale variable: every baseline was tuned as plain SGD (NAG as SGD with Nesterov momentum), and Adam and RMSprop then ran at SGD's rate | `tune_all(..., tuned_as_sgd_bug=True)` | experiments 3, 4, 6 |
+| (b) | the LSTM meta-trained directly on EMNIST Letters had no gradient preprocessing and no output scale | `LSTMConfig(preprocess=False, output_scale=1.0)` | the EMNIST-trained LSTM of experiment 5 |
+| (c) | meta-updates fired at steps 0, 20, ..., 80 (when `t % 20 == 0`), so updates 81-99 were never meta-trained | `meta_train(..., meta_update_schedule_bug=True)` | every LSTM (here: experiment 2) |
+| (d) | the hidden-state offset was never advanced: every parameter tensor read and wrote the LSTM state of coordinates 0..size-1, overwriting the others' | `LSTMConfig(shared_state_offset_bug=True)` | every LSTM on an MLP (here: experiment 2) |
+
+"Fixed" results are the experiment chapters' own (same tasks, same seeds); "with defect" changes only the defective
+part (for (a) the baselines, for (b)-(d) the LSTM). Parameters (`None`: the profile's value, the same as the chapters'):'''),
+    code(PARAMS, ["parameters"]),
+    code(SETUP.format(name="08_errata", kind="mlp").replace("from l2l_core import experiments as ex",
+                                                         "from l2l_core import errata, experiments as ex")),
+    code('''result = errata.run_errata(s)
+errata.glue_errata(result)'''),
+    nbf.v4.new_markdown_cell('''## Which conclusions survive the fixes
+
+{glue:text}`errata.n` claim checks were re-run; the defect changes the verdict of {glue:text}`errata.changed` of them.
+After the fixes, {glue:text}`errata.survives_yes` of the thesis' conclusions hold, {glue:text}`errata.survives_no`
+do not and {glue:text}`errata.survives_uncertain` are inconclusive at 95% confidence (verdicts as in the chapters:
+paired 95% confidence intervals over seeds x tasks).
+
+```{glue} errata.table
+```
+'''),
+    nbf.v4.new_markdown_cell("## (a) Baselines tuned as SGD\n\nWith the defect Adam and RMSprop run at SGD's rate; "
+                             "the fixed runs are the chapters' own, every baseline tuned as itself."),
+    code('''fig = result.figure("a")'''),
+    nbf.v4.new_markdown_cell("## (b) The EMNIST-trained LSTM\n\n{glue:text}`errata.note.b`"),
+    code('''fig = result.figure("b")'''),
+    nbf.v4.new_markdown_cell("## (c) Meta-updates at steps 0, 20, ..., 80\n\n{glue:text}`errata.note.c`"),
+    code('''fig = result.figure("c")'''),
+    nbf.v4.new_markdown_cell("## (d) LSTM state shared across parameter tensors\n\n{glue:text}`errata.note.d`"),
+    code('''fig = result.figure("d")'''),
+    nbf.v4.new_markdown_cell("## The numbers behind each verdict\n\nLSTM and best baseline, mean [95% CI], and their "
+                             "paired difference, with the defect and fixed.\n\n```{glue} errata.details\n```"),
+]
+
+HORIZONS = [
+    nbf.v4.new_markdown_cell('''# Longer horizons and wall-clock time
+
+The LSTM of experiment 2 was meta-trained on trajectories of 100 steps. Here it runs ten times as long on MNIST and
+on the transfer data sets, next to the four baselines (tuned as in the chapters, on 100-step runs). Each optimizer's
+cost per step (loss, gradient and update of one network, as a user trains one) is measured in this same run, so
+the losses are also drawn against wall-clock seconds. Parameters (`None`: the profile's value):'''),
+    code(PARAMS, ["parameters"]),
+    code(SETUP.format(name="09_long_horizons", kind="mlp_long").replace(
+        "from l2l_core import experiments as ex", "from l2l_core import experiments as ex, horizons")),
+    code('''result = horizons.run_long_horizons(s)
+horizons.glue_horizons(result)
+by_step, by_time = result.figures()'''),
+    nbf.v4.new_markdown_cell("## Cost per step\n\nMedian seconds per optimizee step on one task (this machine, this run), "
+                             "and relative to SGD."),
+    code('''result.costs.round(6)'''),
+    nbf.v4.new_markdown_cell('''## Where the LSTM's advantage holds and where it breaks
+
+{glue:text}`horizons.runs` runs per optimizer, {glue:text}`horizons.steps` steps. Each window compares the mean loss
+over its steps; the wall-clock rows give every optimizer the LSTM's time for 100 (or all) steps and score the mean
+loss of its last 10 steps. Differences are paired (LSTM minus the best baseline of that row; negative: LSTM better).
+
+```{glue} horizons.table
+```'''),
+    code('''horizons.notes_markdown(result)'''),
+]
+
+
 def write(nb, name):
     """Write with stable cell ids, so regenerating an unchanged notebook changes nothing."""
     for i, cell in enumerate(nb.cells):
@@ -214,7 +286,8 @@ def write(nb, name):
 
 
 def main():
-    extra = {"07_drop_in": DROP_IN, "90_conclusions": CONCLUSIONS, "99_reproduction": REPRODUCTION}
+    extra = {"07_drop_in": DROP_IN, "08_errata": ERRATA, "09_long_horizons": HORIZONS, "90_conclusions": CONCLUSIONS,
+             "99_reproduction": REPRODUCTION}
     for name, cells in extra.items():
         nb = nbf.v4.new_notebook()
         nb.cells = cells

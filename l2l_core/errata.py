@@ -1,0 +1,235 @@
+"""Errata: the thesis code's four defects, each re-run switched on and off, and which conclusions survive.
+
+The defects are explicit options of the library, all off by default:
+
+(a) ``tune_all(..., tuned_as_sgd_bug=True)``: every baseline's rate chosen by plain SGD runs (NAG's by
+    SGD with Nesterov momentum); Adam and RMSprop then run at SGD's rate. Affected: experiments 3, 4, 6.
+(b) ``LSTMConfig(preprocess=False, output_scale=1.0)``: the LSTM meta-trained on EMNIST Letters
+    without gradient preprocessing and output scale (it stayed at chance in the thesis).
+(c) ``meta_train(..., meta_update_schedule_bug=True)``: meta-updates at steps 0, 20, ..., 80 only.
+(d) ``LSTMConfig(shared_state_offset_bug=True)``: every parameter tensor reads and writes the LSTM
+    state of coordinates 0..size-1 (a state offset never advanced).
+
+``run_errata`` re-checks the thesis' claims with each defect on and off, reusing the experiment
+chapters' results (same tasks, same fixed optimizers) where they exist.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .baselines import tune_all
+from .claims import Claim, check_claims
+from .data import DatasetNotFoundError
+from .evaluate import LSTM_LABEL, compare
+from .experiments import (Settings, architectures_setup, cifar_svhn_setup, mlp_family,
+                          mnist_like_setup, mnist_setup, peak_rss_mb, relu_setup, run_architectures,
+                          run_cifar_svhn, run_mnist, run_mnist_like, run_relu, setting_label, train_or_load)
+from .io import read_frame, write_frame, write_json
+from .lstm_optimizer import LSTMConfig
+
+DEFECTS = {
+    "a": "baselines tuned as SGD",
+    "b": "EMNIST-trained LSTM without preprocessing and output scale",
+    "c": "meta-updates only at steps 0, 20, ..., 80",
+    "d": "LSTM state shared across parameter tensors",
+}
+EMNIST_BUG_CONFIG = LSTMConfig(preprocess=False, output_scale=1.0)  # defect (b)
+MNIST_LSTM_LABEL = "LSTM (MNIST-trained)"
+CHANCE_26 = 100 * math.log(26)  # summed loss over 100 steps of a 26-class classifier at chance
+
+# chapter name -> (runner that produces its results, function giving its families and claims)
+CHAPTERS = {
+    "02_mnist": (run_mnist, mnist_setup),
+    "03_architectures": (run_architectures, architectures_setup),
+    "04_relu": (run_relu, relu_setup),
+    "05_mnist_like": (run_mnist_like, mnist_like_setup),
+    "06_cifar_svhn": (run_cifar_svhn, cifar_svhn_setup),
+}
+_SAME_RUN_KEYS = ("profile", "seeds", "n_tasks", "steps", "tune_tasks", "tune_steps", "meta_epochs",
+                  "trajectories_per_epoch", "tasks_per_trajectory", "train_steps", "unroll", "n_val_tasks",
+                  "meta_lr", "seed", "device", "data_root")
+
+
+def chapter_frame(s: Settings, chapter: str, progress: bool = True) -> pd.DataFrame:
+    """The losses of experiment ``chapter`` in the same results tree; run here first if missing or stale.
+
+    The chapter is reused only if its settings.json matches ``s`` on everything that shapes its numbers.
+    """
+    folder = Path(s.results_dir).parent / chapter
+    ours = json.loads(json.dumps({k: getattr(s, k) for k in _SAME_RUN_KEYS}))
+    try:
+        saved = json.loads((folder / "settings.json").read_text())
+        if {k: saved.get(k) for k in _SAME_RUN_KEYS} == ours and (folder / "losses.parquet").is_file():
+            return read_frame(folder / "losses.parquet")
+    except (OSError, ValueError):
+        pass
+    runner, _ = CHAPTERS[chapter]
+    return runner(dataclasses.replace(s, name=chapter, results_dir=str(folder)), progress=progress).frame
+
+
+@dataclass
+class ErrataResult:
+    """The on/off claims table, the frames behind each defect's figure, and run facts."""
+
+    settings: Settings
+    table: pd.DataFrame
+    frames: dict = field(default_factory=dict)  # defect letter -> frame with a 'variant' column
+    notes: dict = field(default_factory=dict)   # defect letter -> computed sentence
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def figure(self, defect: str):
+        from .plotting import plot_losses
+
+        frame = self.frames[defect]
+        return plot_losses(frame, col="panel", title=f"({defect}) {DEFECTS[defect]}", wrap=4)
+
+
+def _on_off_rows(defect: str, claims: list[Claim], with_defect: pd.DataFrame, fixed: pd.DataFrame,
+                 steps: int, skipped: dict | None = None) -> list[dict]:
+    """One row per claim: its verdict with the defect and without, and whether the conclusion survives."""
+    claims = [c.capped(steps) for c in claims]
+    on = check_claims(with_defect, claims, skipped)
+    off = check_claims(fixed, claims, skipped)
+    rows = []
+    for (_, a), (_, b) in zip(on.iterrows(), off.iterrows()):
+        survives = {"holds": "yes", "does not hold": "no", "inconclusive": "uncertain"}.get(b["verdict"], "not run")
+        rows.append({"defect": f"({defect}) {DEFECTS[defect]}", "experiment": a["experiment"], "setting": a["setting"],
+                     "claim": a["claim"], "metric": a["metric"], "with defect": a["verdict"], "fixed": b["verdict"],
+                     "ours with defect": a["ours"], "ours fixed": b["ours"], "survives the fix": survives,
+                     "defect changes the verdict": "yes" if a["verdict"] != b["verdict"] else "no"})
+    return rows
+
+
+def _tuned_as_sgd(s: Settings, progress: bool) -> tuple[list[dict], pd.DataFrame]:
+    """Defect (a) on experiments 3, 4 and 6: baselines tuned as SGD against the chapters' (fixed) runs."""
+    rows, frames = [], []
+    for chapter in ("03_architectures", "04_relu", "06_cifar_svhn"):
+        families, claims = CHAPTERS[chapter][1](s)
+        fixed = chapter_frame(s, chapter, progress)
+        for family in families:
+            label = setting_label(family)
+            try:
+                family.data
+            except DatasetNotFoundError:
+                continue  # the chapter already reports it as not run
+            tuned = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed, tuned_as_sgd_bug=True)
+            buggy = compare({r.baseline.label: r.baseline for r in tuned.values()}, family, seeds=s.seeds,
+                            n_tasks=s.n_tasks, steps=s.steps, progress=progress).assign(setting=label)
+            mine = fixed[fixed.setting == label]
+            with_defect = pd.concat([mine[mine.optimizer == LSTM_LABEL], buggy], ignore_index=True)
+            setting_claims = [c for c in claims if c.setting == label]
+            rows += _on_off_rows("a", setting_claims, with_defect, mine, s.steps)
+            frames += [with_defect.assign(variant="with defect", panel=f"{label}: with defect"),
+                       mine.assign(variant="fixed", panel=f"{label}: fixed")]
+    return rows, pd.concat(frames, ignore_index=True)
+
+
+def _emnist_without_preprocessing(s: Settings, out: Path, progress: bool) -> tuple[list[dict], pd.DataFrame, str]:
+    """Defect (b): meta-train on EMNIST Letters without and with preprocessing/output scale."""
+    families, _ = mnist_like_setup(s)
+    letters = families[1]
+    label = setting_label(letters)
+    claim = Claim("05 MNIST-like", "An LSTM meta-trained on EMNIST Letters itself fails there (a competitor beats it).",
+                  f"thesis: it stayed at chance, about 100 ln 26 = {CHANCE_26:.0f} summed loss",
+                  kind="lstm_fails", metric="sum@100", setting=label)
+    fixed_chapter = chapter_frame(s, "05_mnist_like", progress)
+    others = fixed_chapter[fixed_chapter.setting == label].replace({"optimizer": {LSTM_LABEL: MNIST_LSTM_LABEL}})
+    frames = {}
+    for variant, config, name in (("with defect", EMNIST_BUG_CONFIG, "lstm_emnist_no_preprocessing.pt"),
+                                  ("fixed", None, "lstm_emnist.pt")):
+        lstm, _ = train_or_load(letters, s, out / name, progress=progress, config=config)
+        own = compare({LSTM_LABEL: lstm}, letters, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
+                      progress=progress).assign(setting=label)
+        frames[variant] = pd.concat([own, others], ignore_index=True)
+    rows = _on_off_rows("b", [claim], frames["with defect"], frames["fixed"], s.steps)
+    k = min(100, s.steps)
+    sums = {v: f[(f.optimizer == LSTM_LABEL) & (f.step < k)].groupby(["seed", "task"]).loss.sum().mean()
+            for v, f in frames.items()}
+    note = (f"Summed loss over steps 0-{k - 1} of the EMNIST-trained LSTM: {sums['with defect']:.1f} without "
+            f"preprocessing (chance: {k} ln 26 = {k * math.log(26):.1f}), {sums['fixed']:.1f} with it.")
+    frame = pd.concat([f.assign(variant=v, panel=f"EMNIST-trained LSTM: {v}") for v, f in frames.items()],
+                      ignore_index=True)
+    return rows, frame, note
+
+
+def _mnist_training_defect(defect: str, s: Settings, out: Path, progress: bool) -> tuple[list[dict], pd.DataFrame, str]:
+    """Defects (c) and (d): an MNIST LSTM trained (and, for d, run) with the defect, against experiment 2."""
+    families, claims = mnist_setup(s)
+    mnist = families[0]
+    label = setting_label(mnist)
+    fixed = chapter_frame(s, "02_mnist", progress)
+    fixed = fixed[fixed.setting == label]
+    if defect == "c":
+        lstm, _ = train_or_load(mnist, s, out / "lstm_schedule_bug.pt", progress=progress, meta_update_schedule_bug=True)
+    else:
+        config = dataclasses.replace(mnist.default_lstm, shared_state_offset_bug=True)
+        lstm, _ = train_or_load(mnist, s, out / "lstm_shared_state_bug.pt", progress=progress, config=config)
+    own = compare({LSTM_LABEL: lstm}, mnist, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
+                  progress=progress).assign(setting=label)
+    with_defect = pd.concat([own, fixed[fixed.optimizer != LSTM_LABEL]], ignore_index=True)
+    rows = _on_off_rows(defect, claims, with_defect, fixed, s.steps)
+    lstm_rows = lambda f: f[f.optimizer == LSTM_LABEL]
+    if defect == "c":  # the updates after the last meta-update (81-99 of 100, unroll 20) were never trained
+        last = (s.train_steps - 1) // s.unroll * s.unroll
+        window = lambda f: lstm_rows(f)[(f.step > last) & (f.step <= min(s.train_steps, s.steps))].loss.mean()
+        note = (f"Mean LSTM loss over steps {last + 1}-{min(s.train_steps, s.steps)} (after the last meta-update "
+                f"of the defective schedule): {window(with_defect):.4g} with the defect, {window(fixed):.4g} fixed.")
+    else:
+        k = min(100, s.steps)
+        total = lambda f: lstm_rows(f)[f.step < k].groupby(["seed", "task"]).loss.sum().mean()
+        note = (f"Summed LSTM loss over steps 0-{k - 1}: {total(with_defect):.4g} with the defect, "
+                f"{total(fixed):.4g} fixed.")
+    frame = pd.concat([with_defect.assign(variant="with defect", panel="with defect"),
+                       fixed.assign(variant="fixed", panel="fixed")], ignore_index=True)
+    return rows, frame, note
+
+
+def run_errata(s: Settings, progress: bool = True) -> ErrataResult:
+    """Re-check the affected claims with each of the four defects switched on and off (see module docstring)."""
+    start = time.perf_counter()
+    out = Path(s.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(s.to_dict(), out / "settings.json")
+    rows, frames, notes = [], {}, {}
+    part, frames["a"] = _tuned_as_sgd(s, progress)
+    rows += part
+    part, frames["b"], notes["b"] = _emnist_without_preprocessing(s, out, progress)
+    rows += part
+    for defect in ("c", "d"):
+        part, frames[defect], notes[defect] = _mnist_training_defect(defect, s, out, progress)
+        rows += part
+    table = pd.DataFrame(rows)
+    table.insert(1, "profile", s.profile)
+    write_frame(table, out / "errata.csv")
+    for defect, frame in frames.items():
+        write_frame(frame, out / f"losses_{defect}.parquet")
+    result = ErrataResult(s, table, frames, notes, time.perf_counter() - start, peak_rss_mb())
+    write_json({"seconds": result.seconds, "peak_rss_mb": result.peak_rss_mb, "notes": notes}, out / "run.json")
+    return result
+
+
+ERRATA_COLUMNS = ["defect", "experiment", "setting", "claim", "with defect", "fixed", "survives the fix"]
+
+
+def glue_errata(result: ErrataResult) -> None:
+    """Glue the summary table, the detailed numbers, the counts and each defect's note for the book."""
+    from myst_nb import glue
+
+    table = result.table
+    glue("errata.table", table[ERRATA_COLUMNS].style.hide(axis="index"), display=False)
+    glue("errata.details", table[["defect", "setting", "claim", "metric", "ours with defect", "ours fixed"]]
+         .style.hide(axis="index"), display=False)
+    glue("errata.n", str(len(table)), display=False)
+    glue("errata.changed", str(int((table["defect changes the verdict"] == "yes").sum())), display=False)
+    for answer in ("yes", "no", "uncertain"):
+        glue(f"errata.survives_{answer}", str(int((table["survives the fix"] == answer).sum())), display=False)
+    for defect in DEFECTS:
+        glue(f"errata.note.{defect}", result.notes.get(defect, ""), display=False)

@@ -1,0 +1,204 @@
+"""Long horizons: the MNIST-trained LSTM run ten times past its training horizon, in steps and in seconds.
+
+For MNIST and the transfer data sets, the LSTM (meta-trained on 100-step trajectories) and the four
+baselines (tuned as in the chapters, on ``tune_steps`` steps) run for ``steps`` steps (1,000 in the
+full profile). Each optimizer's cost per step (one task: gradient + update, as a user would train one
+network) is measured in the same run, so losses can be drawn against wall-clock seconds.
+``advantage_table`` says, window by window, whether the LSTM's advantage holds.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .baselines import tune_all
+from .data import DatasetNotFoundError
+from .evaluate import LSTM_LABEL, compare, mean_ci
+from .experiments import (Settings, mlp_family, mnist_checkpoint, peak_rss_mb, setting_label, train_or_load)
+from .io import write_frame, write_json
+from .runners import run_baseline, run_learned
+
+DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10", "svhn")
+WINDOWS = ((0, 100), (100, 200), (200, 500), (500, 1000))
+
+
+def seconds_per_step(optimizer, family, steps: int = 100, repeats: int = 3, seed: int = 0) -> float:
+    """Median wall time of one optimizee step (loss, gradient and update) on one test task."""
+    from .baselines import Baseline
+
+    tasks = family.sample(1, seed, split="test")
+    run = (lambda k: run_learned(optimizer, tasks, k)) if not isinstance(optimizer, Baseline) else (
+        lambda k: run_baseline(optimizer.name, optimizer.lr, tasks, k))
+    run(3)  # warm-up: allocations, data on device
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(steps)
+        times.append((time.perf_counter() - start) / steps)
+    return statistics.median(times)
+
+
+def _window_values(frame: pd.DataFrame, lo: int, hi: int) -> pd.DataFrame:
+    """Mean loss over steps lo..hi-1 per (seed, task) and optimizer (columns), diverged tasks left out."""
+    part = frame[(frame.step >= lo) & (frame.step < hi) & ~frame.diverged]
+    return part.groupby(["seed", "task", "optimizer"]).loss.mean().unstack("optimizer").dropna()
+
+
+def _verdict(lo: float, hi: float) -> str:
+    return "LSTM better" if hi < 0 else "baseline better" if lo > 0 else "no significant difference"
+
+
+def _compare_row(values: pd.DataFrame, **info) -> dict:
+    baselines = [c for c in values.columns if c != LSTM_LABEL]
+    best = min(baselines, key=lambda b: values[b].mean())
+    d, lo, hi = mean_ci(values[LSTM_LABEL] - values[best])
+    return {**info, "LSTM": values[LSTM_LABEL].mean(), "best baseline": best, "baseline": values[best].mean(),
+            "difference": d, "difference lo": lo, "difference hi": hi, "verdict": _verdict(lo, hi), "n": len(values)}
+
+
+def advantage_table(frame: pd.DataFrame, costs: pd.DataFrame, windows=WINDOWS) -> pd.DataFrame:
+    """Per setting: LSTM vs the best baseline of each step window (mean loss over the window), and at
+    equal wall-clock budgets (the LSTM's time for 100 and for all steps; a baseline gets as many steps
+    as fit, capped at the run's length, and is scored on the mean loss of its last 10 steps).
+
+    Differences are paired over (seed, task), LSTM minus baseline: negative means the LSTM is better.
+    """
+    rows = []
+    for setting, data in frame.groupby("setting", sort=False):
+        last = int(data.step.max())
+        for lo, hi in windows:
+            if lo >= last:
+                continue
+            hi = min(hi, last + 1)
+            rows.append(_compare_row(_window_values(data, lo, hi), setting=setting, comparison=f"steps {lo}-{hi - 1}"))
+        cost = costs[costs.setting == setting].set_index("optimizer")["seconds_per_step"]
+        for k in sorted({min(100, last), last}):
+            budget = k * cost[LSTM_LABEL]
+            per_optimizer, capped = [], []
+            for name in cost.index:
+                reach = min(last, int(budget / cost[name]))
+                if budget / cost[name] > last:
+                    capped.append(name)
+                v = _window_values(data[data.optimizer == name], max(0, reach - 9), reach + 1)
+                per_optimizer.append(v)
+            values = pd.concat(per_optimizer, axis=1).dropna()
+            note = f" (capped at step {last}: {', '.join(capped)})" if capped else ""
+            rows.append(_compare_row(values, setting=setting,
+                                     comparison=f"same wall-clock as the LSTM's {k} steps ({budget:.2f} s){note}"))
+    return pd.DataFrame(rows)
+
+
+def breaking_points(table: pd.DataFrame) -> dict[str, str]:
+    """For each setting, one computed sentence: in which step windows the LSTM is ahead, and where a baseline wins."""
+    notes = {}
+    for setting, rows in table[table.comparison.str.startswith("steps")].groupby("setting", sort=False):
+        windows = rows.comparison.str.removeprefix("steps ").tolist()
+        verdicts = rows.verdict.tolist()
+        ahead = [w for w, v in zip(windows, verdicts) if v == "LSTM better"]
+        behind = [i for i, v in enumerate(verdicts) if v == "baseline better"]
+        text = f"ahead of every baseline in steps {', '.join(ahead)}" if ahead else "never significantly ahead"
+        if not behind:
+            text += f"; no baseline is significantly better up to step {windows[-1].split('-')[-1]}"
+        elif all(v == "baseline better" for v in verdicts[behind[0]:]):
+            text += (f"; {rows['best baseline'].iloc[behind[0]]} is significantly better from steps "
+                     f"{windows[behind[0]]} on")
+        else:
+            text += f"; a baseline is significantly better in steps {', '.join(windows[i] for i in behind)}"
+        notes[setting] = f"**{setting}**: the LSTM is {text}."
+    return notes
+
+
+@dataclass
+class HorizonResult:
+    """Long-horizon losses, per-step costs, the advantage table and its computed sentences."""
+
+    settings: Settings
+    frame: pd.DataFrame
+    costs: pd.DataFrame
+    table: pd.DataFrame
+    notes: dict
+    skipped: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def figures(self, every: int = 5):
+        """Loss against steps and against wall-clock seconds (every ``every``-th step drawn)."""
+        from .plotting import plot_losses
+
+        thin = self.frame[self.frame.step % every == 0]
+        cost = self.costs.set_index(["setting", "optimizer"])["seconds_per_step"]
+        timed = thin.assign(seconds=thin.step * cost.loc[list(zip(thin.setting, thin.optimizer))].to_numpy())
+        return (plot_losses(thin, col="setting", wrap=2, title="loss against optimizee steps"),
+                plot_losses(timed, col="setting", wrap=2, x="seconds", xlabel="wall-clock seconds (one task)",
+                            title="loss against wall-clock time, per-step cost measured in this run"))
+
+
+def run_long_horizons(s: Settings, datasets=DATASETS, progress: bool = True) -> HorizonResult:
+    """Run the MNIST-trained LSTM and tuned baselines for ``s.steps`` steps on each data set (see module docstring)."""
+    start = time.perf_counter()
+    out = Path(s.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(s.to_dict(), out / "settings.json")
+    lstm, _ = train_or_load(mlp_family(s), s, mnist_checkpoint(s), progress=progress)
+    frames, costs, skipped = [], [], {}
+    for dataset in datasets:
+        family = mlp_family(s, dataset=dataset)
+        label = setting_label(family)
+        try:
+            family.data
+        except DatasetNotFoundError as err:
+            skipped[label] = f"not run: {err}"
+            continue
+        tuned = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed)
+        optimizers = {LSTM_LABEL: lstm, **{r.baseline.label: r.baseline for r in tuned.values()}}
+        frames.append(compare(optimizers, family, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
+                              progress=progress).assign(setting=label))
+        costs += [{"setting": label, "optimizer": name, "lr": getattr(opt, "lr", math.nan),
+                   "seconds_per_step": seconds_per_step(opt, family, steps=min(100, s.steps))}
+                  for name, opt in optimizers.items()]
+    frame = pd.concat(frames, ignore_index=True)
+    costs = pd.DataFrame(costs)
+    sgd = costs[costs.optimizer == "SGD"].set_index("setting").seconds_per_step
+    costs["relative to SGD"] = costs.seconds_per_step / costs.setting.map(sgd)
+    table = advantage_table(frame, costs)
+    notes = breaking_points(table)
+    write_frame(frame, out / "losses.parquet")
+    write_frame(costs, out / "costs.csv")
+    write_frame(table, out / "advantage.csv")
+    result = HorizonResult(s, frame, costs, table, notes, skipped, time.perf_counter() - start, peak_rss_mb())
+    write_json({"seconds": result.seconds, "peak_rss_mb": result.peak_rss_mb, "skipped": skipped, "notes": notes},
+               out / "run.json")
+    return result
+
+
+def table_text(table: pd.DataFrame) -> pd.DataFrame:
+    """The advantage table for display: values rounded, the difference as 'mean [lo, hi]'."""
+    out = table[["setting", "comparison", "LSTM", "best baseline", "baseline"]].copy()
+    out["LSTM"] = out["LSTM"].map("{:.4g}".format)
+    out["baseline"] = out["baseline"].map("{:.4g}".format)
+    out["LSTM - baseline [95% CI]"] = [f"{d:.3g} [{lo:.3g}, {hi:.3g}]" for d, lo, hi in
+                                       zip(table["difference"], table["difference lo"], table["difference hi"])]
+    out["verdict"] = table["verdict"]
+    return out
+
+
+def notes_markdown(result: HorizonResult):
+    """The computed sentences, one bullet per data set, plus the data sets that were not run."""
+    from IPython.display import Markdown
+
+    lines = [f"- {n}" for n in result.notes.values()] + [f"- **{k}**: {v}" for k, v in result.skipped.items()]
+    return Markdown("\n".join(lines))
+
+
+def glue_horizons(result: HorizonResult) -> None:
+    """Glue the advantage table and the computed sentences for the book."""
+    from myst_nb import glue
+
+    glue("horizons.table", table_text(result.table).style.hide(axis="index"), display=False)
+    glue("horizons.steps", str(result.settings.steps), display=False)
+    glue("horizons.runs", str(len(result.settings.seeds) * result.settings.n_tasks), display=False)
