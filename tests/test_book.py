@@ -36,6 +36,23 @@ def test_every_notebook_is_executed_with_results_files(smoke_build):
     assert list(timings.notebook) == list(reproduce.NOTEBOOKS)
 
 
+def test_errata_and_long_horizon_chapters_write_their_tables(smoke_build):
+    errata = pd.read_csv(smoke_build / "results" / "08_errata" / "errata.csv")
+    assert {d[:3] for d in errata.defect} == {"(a)", "(b)", "(c)", "(d)"}
+    assert set(errata["survives the fix"]) <= {"yes", "no", "uncertain"}
+    # errata reuse the chapters' runs and 02's LSTM rather than re-running them
+    assert not (smoke_build / "results" / "08_errata" / "lstm.pt").exists()
+    horizons = smoke_build / "results" / "09_long_horizons"
+    costs = pd.read_csv(horizons / "costs.csv")
+    assert (costs.seconds_per_step > 0).all() and set(costs.optimizer) == {"LSTM", "SGD", "RMSprop", "Adam", "NAG"}
+    assert pd.read_csv(horizons / "advantage.csv").verdict.isin(
+        ["LSTM better", "baseline better", "no significant difference"]).all()
+    html = smoke_build / "site" / "_build" / "html" / "book" / "experiments"
+    for name, n_figures in (("08_errata", 4), ("09_long_horizons", 2)):
+        page = (html / f"{name}.html").read_text()
+        assert len(re.findall(r'<img[^>]+src="([^"]+\.png)"', page)) >= n_figures, name
+
+
 def test_book_pages_show_figures_and_the_conclusions_table(smoke_build):
     html = smoke_build / "site" / "_build" / "html"
     for name in ("01_quadratic", "02_mnist", "03_architectures", "04_relu"):

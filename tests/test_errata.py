@@ -1,0 +1,158 @@
+"""The thesis code's defects, reproduced as explicit options: each does exactly what the errata chapter says."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from l2l_core import baselines
+from l2l_core.baselines import tune_all, tune_learning_rate
+from l2l_core.claims import Claim
+from l2l_core.errata import _on_off_rows
+from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer
+from l2l_core.meta_train import train_trajectory, unroll_segments
+from l2l_core.runners import run_learned
+from l2l_core.tasks import MLPFamily, QuadraticFamily
+from l2l_core.torch_optimizer import LearnedOptimizer
+
+from test_meta_train import RecordingLSTM
+
+
+# ---------------------------------------------------------------- (c) meta-update schedule
+def test_schedule_bug_meta_updates_at_multiples_of_the_unroll_only():
+    segments = unroll_segments(100, 20, meta_update_schedule_bug=True)
+    assert segments == [range(0, 1), range(1, 21), range(21, 41), range(41, 61), range(61, 81)]
+    assert unroll_segments(100, 20) == [range(s, s + 20) for s in range(0, 100, 20)]
+
+
+def test_schedule_bug_leaves_updates_81_to_99_untrained():
+    fam = QuadraticFamily()
+    lstm = RecordingLSTM(fam.default_lstm, seed=0)
+    opt = torch.optim.Adam(lstm.parameters(), lr=1e-3)
+    result = train_trajectory(lstm, opt, fam.sample(2, 0, "meta_train"), steps=100, unroll=20,
+                              meta_update_schedule_bug=True)
+    assert len(result.unroll_losses) == 5  # meta-updates after updates 0, 20, 40, 60, 80
+    assert lstm.meta_grad_steps == set(range(81))
+
+
+# ---------------------------------------------------------------- (d) shared state offset
+def _reference_shared_offset(lstm, grad, state, sizes):
+    """The thesis code's loop, one task at a time: read old state[:size], write new state[:size] in order."""
+    n, dim = grad.shape
+    hidden = lstm.config.hidden_size
+    updates, new_states = [], []
+    for i in range(n):
+        old = [s[:, i * dim:(i + 1) * dim] for s in state]
+        new = [torch.zeros(hidden, dim) for _ in state]
+        parts, offset = [], 0
+        for size in sizes:
+            u, written = lstm(grad[i, offset:offset + size], tuple(s[:, :size] for s in old))
+            parts.append(u)
+            for k, w in enumerate(written):
+                new[k][:, :size] = w
+            offset += size  # the parameter offset advances; the state offset (always 0) does not
+        updates.append(torch.cat(parts))
+        new_states.append(new)
+    return torch.stack(updates), tuple(torch.cat([ns[k] for ns in new_states], dim=1) for k in range(len(state)))
+
+
+@torch.no_grad()
+def test_shared_state_offset_bug_matches_the_thesis_loop():
+    torch.manual_seed(0)
+    lstm = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True), seed=3)
+    sizes, n = (5, 2, 3, 1), 2
+    dim = sum(sizes)
+    state = tuple(torch.randn(20, n * dim) for _ in range(4))
+    grad = torch.randn(n, dim)
+    update, new_state = lstm.step_tasks(grad, state, sizes)
+    ref_update, ref_state = _reference_shared_offset(lstm, grad, state, sizes)
+    torch.testing.assert_close(update, ref_update)
+    for a, b in zip(new_state, ref_state):
+        torch.testing.assert_close(a, b)
+    # columns 5.. of each task were written by no tensor: zero; column 0 holds the last tensor's state
+    assert torch.all(new_state[0].view(20, n, dim)[:, :, 5:] == 0)
+    correct = LSTMOptimizer(LSTMConfig(), seed=3)
+    good_update, _ = correct.step_tasks(grad, state, sizes)
+    assert not torch.allclose(update, good_update)  # the defect changes the updates
+
+
+@torch.no_grad()
+def test_shared_state_offset_bug_is_harmless_with_one_tensor_and_off_by_default():
+    torch.manual_seed(1)
+    buggy = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True), seed=0)
+    clean = LSTMOptimizer(LSTMConfig(), seed=0)
+    assert LSTMConfig().shared_state_offset_bug is False
+    grad = torch.randn(3, 7)
+    state = tuple(torch.randn(20, 21) for _ in range(4))
+    a, sa = buggy.step_tasks(grad, state, (7,))
+    b, sb = clean.step_tasks(grad, state)
+    torch.testing.assert_close(a, b)
+    for x, y in zip(sa, sb):
+        torch.testing.assert_close(x, y)
+
+
+def test_run_learned_applies_the_shared_state_bug_on_mlps(tiny_mnist_root):
+    fam = MLPFamily(dataset="mnist", hidden=(4,), data_root=tiny_mnist_root)
+    tasks = fam.sample(2, 0)
+    clean = LSTMOptimizer(fam.default_lstm, seed=0)
+    buggy = LSTMOptimizer(dataclasses.replace(fam.default_lstm, shared_state_offset_bug=True), seed=0)
+    buggy.load_state_dict(clean.state_dict())
+    a, theta_a = run_learned(clean, tasks, 5)
+    b, theta_b = run_learned(buggy, tasks, 5)
+    torch.testing.assert_close(a[:2], b[:2])  # states start at zero: the first update is the same
+    assert (theta_a - theta_b).abs().max() > 1e-4  # later updates read other tensors' states
+    # meta-training goes through the same path, and its meta-gradient reaches the weights
+    opt = torch.optim.Adam(buggy.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in buggy.parameters()]
+    train_trajectory(buggy, opt, tasks, steps=4, unroll=2)
+    assert all(not torch.equal(p, q) for p, q in zip(before, buggy.parameters()))
+
+
+def test_drop_in_optimizer_refuses_a_shared_state_lstm():
+    lstm = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True))
+    with pytest.raises(ValueError, match="shared_state_offset_bug"):
+        LearnedOptimizer(torch.nn.Linear(2, 2).parameters(), lstm=lstm)
+
+
+# ---------------------------------------------------------------- (a) baselines tuned as SGD
+def test_tuned_as_sgd_bug_hands_sgd_rates_to_adam_and_rmsprop(monkeypatch):
+    fam = QuadraticFamily()
+    built = []
+    real = baselines.build_baseline
+    monkeypatch.setattr("l2l_core.runners.build_baseline",
+                        lambda name, *a, **k: built.append(name) or real(name, *a, **k))
+    buggy = tune_all(fam, n_tasks=4, steps=20, tuned_as_sgd_bug=True)
+    assert sorted(set(built)) == ["nag", "sgd"]  # Adam and RMSprop are never run while tuning
+    sgd_rate = tune_learning_rate("sgd", fam, n_tasks=4, steps=20).lr
+    assert buggy["adam"].lr == buggy["rmsprop"].lr == buggy["sgd"].lr == sgd_rate
+    assert buggy["nag"].lr == tune_learning_rate("nag", fam, n_tasks=4, steps=20).lr
+    assert [buggy[n].tuned_as for n in ("sgd", "rmsprop", "adam", "nag")] == ["sgd", "sgd", "sgd", "nag"]
+    assert (buggy["adam"].table.tuned_as == "SGD").all()
+    fixed = tune_all(fam, n_tasks=4, steps=20)
+    assert fixed["adam"].tuned_as is None and fixed["adam"].lr != sgd_rate  # quadratics: Adam 0.1, SGD 0.01
+
+
+# ---------------------------------------------------------------- the on/off table
+def _frame(diff_on: float, diff_off: float):
+    rng = np.random.default_rng(0)
+    rows = []
+    for variant, diff in (("on", diff_on), ("off", diff_off)):
+        for task in range(20):
+            base = 5 + rng.normal(0, 0.1)
+            for name, value in (("LSTM", base + diff), ("NAG", base), ("Adam", base + 1)):
+                rows += [dict(variant=variant, optimizer=name, seed=0, task=task, step=s, loss=value / 10,
+                              diverged=False, setting="S") for s in range(11)]
+    frame = pd.DataFrame(rows)
+    return frame[frame.variant == "on"], frame[frame.variant == "off"]
+
+
+def test_on_off_rows_say_whether_a_conclusion_survives_the_fix():
+    claim = Claim("X", "LSTM wins", "thesis", metric="sum@10", setting="S")
+    on, off = _frame(-1.0, +1.0)  # the defect made the LSTM look better; fixed, NAG wins
+    (row,) = _on_off_rows("a", [claim], on, off, steps=10)
+    assert (row["with defect"], row["fixed"], row["survives the fix"], row["defect changes the verdict"]) == \
+        ("holds", "does not hold", "no", "yes")
+    on, off = _frame(-1.0, -1.0)
+    (row,) = _on_off_rows("a", [claim], on, off, steps=10)
+    assert (row["survives the fix"], row["defect changes the verdict"]) == ("yes", "no")
