@@ -139,3 +139,69 @@ class LSTMOptimizer(nn.Module):
                 new[k] = torch.cat((w.view(hidden, n, size), new[k][:, :, size:]), dim=2)
             offset += size
         return torch.cat(updates, dim=1), tuple(s.reshape(hidden, n * dim) for s in new)
+
+
+class InferenceRunner:
+    """The LSTM applied step after step to ``n`` coordinates without autograd, in preallocated buffers.
+
+    Evaluation's fast path for one or two layers (``supported``); other configs use ``forward``. All
+    inputs of the gate matmuls live in one buffer B = [x; 1; h_1; h_2] (rows), so layer 1 reads
+    B[x, 1, h_1] and layer 2 B[1, h_1, h_2] as contiguous row blocks: no concatenation, no allocation,
+    new hidden states are written straight into B. Same updates as ``forward`` to float rounding (tested).
+    """
+
+    def __init__(self, lstm: LSTMOptimizer, n_coordinates: int, device=None, dtype=torch.float32):
+        if not self.supported(lstm):
+            raise ValueError(f"num_layers={lstm.config.num_layers}: the inference runner handles 1 or 2 layers, "
+                             "and not shared_state_offset_bug; use LSTMOptimizer.forward")
+        cfg = lstm.config
+        self.lstm, self.hidden, self.inputs = lstm, cfg.hidden_size, 2 if cfg.preprocess else 1
+        H, I, n = self.hidden, self.inputs, n_coordinates
+        self.buffer = torch.zeros(I + 1 + cfg.num_layers * H, n, device=device, dtype=dtype)
+        self.buffer[I] = 1.0
+        self.cells = [torch.zeros(H, n, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
+        self.gates = torch.empty(4 * H, n, device=device, dtype=dtype)
+        with torch.no_grad():  # weights with columns in B's row order; output weights carry the output scale
+            w0, b0 = lstm.gate_weights[0], lstm.gate_biases[0].unsqueeze(1)
+            self.weights = [torch.cat((w0[:, :I], b0, w0[:, I:]), dim=1)]
+            if cfg.num_layers == 2:
+                self.weights.append(torch.cat((lstm.gate_biases[1].unsqueeze(1), lstm.gate_weights[1]), dim=1))
+            self.out_weight = lstm.output_weight * cfg.output_scale
+            self.out_bias = lstm.output_bias * cfg.output_scale
+
+    @staticmethod
+    def supported(lstm: LSTMOptimizer) -> bool:
+        return lstm.config.num_layers in (1, 2) and not lstm.config.shared_state_offset_bug
+
+    def _rows(self, layer: int) -> slice:
+        """Rows of B read by ``layer``: [x, 1, h_1] for the first, [1, h_1, h_2] for the second."""
+        I, H = self.inputs, self.hidden
+        return slice(0, I + 1 + H) if layer == 0 else slice(I, I + 1 + 2 * H)
+
+    def _hidden_rows(self, layer: int) -> slice:
+        start = self.inputs + 1 + layer * self.hidden
+        return slice(start, start + self.hidden)
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> torch.Tensor:
+        """The update (n,) for the gradient (n,); advances the hidden and cell states in place."""
+        H, B, G = self.hidden, self.buffer, self.gates
+        B[: self.inputs].copy_(self.lstm.features(grad))
+        for layer, (weight, c) in enumerate(zip(self.weights, self.cells)):
+            torch.mm(weight, B[self._rows(layer)], out=G)
+            G[: 3 * H].sigmoid_()
+            i, f, o, candidate = G.split(H)
+            candidate.tanh_()
+            c.mul_(f).addcmul_(i, candidate)
+            h = B[self._hidden_rows(layer)]
+            torch.tanh(c, out=h)
+            h.mul_(o)
+        top = B[self._hidden_rows(len(self.cells) - 1)]
+        return torch.addmm(self.out_bias.unsqueeze(1), self.out_weight, top).squeeze(0)
+
+    def state(self) -> LSTMState:
+        """(h_1, c_1, h_2, c_2) as ``forward`` keeps them (copies)."""
+        out = []
+        for layer, c in enumerate(self.cells):
+            out += [self.buffer[self._hidden_rows(layer)].clone(), c.clone()]
+        return tuple(out)

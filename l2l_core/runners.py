@@ -9,7 +9,7 @@ import torch
 
 from .baselines import build_baseline
 from .checks import check_int
-from .lstm_optimizer import LSTMOptimizer
+from .lstm_optimizer import InferenceRunner, LSTMOptimizer
 from .tasks import TaskBatch
 
 
@@ -46,7 +46,15 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
         return torch.stack(losses), theta
     n = theta.numel()
     bounds = [(a, min(a + block, n)) for a in range(0, n, block)]
-    states = [lstm.initial_state(b - a, device=theta.device, dtype=theta.dtype) for a, b in bounds]
+    if InferenceRunner.supported(lstm):  # preallocated buffers, no concatenation (the paper's 2 x 20 LSTM)
+        runners = [InferenceRunner(lstm, b - a, device=theta.device, dtype=theta.dtype) for a, b in bounds]
+        apply = lambda k, g: runners[k].step(g)
+    else:
+        states = [lstm.initial_state(b - a, device=theta.device, dtype=theta.dtype) for a, b in bounds]
+
+        def apply(k, g):
+            update, states[k] = lstm(g, states[k])
+            return update
     losses = []
     for t in range(steps):
         loss, grad = _loss_and_grad(tasks, theta, t)
@@ -54,7 +62,7 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
         grad = grad.reshape(-1)
         update = torch.empty_like(grad)
         for k, (a, b) in enumerate(bounds):
-            update[a:b], states[k] = lstm(grad[a:b], states[k])
+            update[a:b] = apply(k, grad[a:b])
         theta = theta + update.view_as(theta)
     losses.append(tasks.loss(theta, steps))
     return torch.stack(losses), theta

@@ -88,3 +88,29 @@ def test_in_place_evaluation_path_equals_the_differentiable_path(preprocess):
         torch.testing.assert_close(u_eval, u_grad.detach())
         for a, b in zip(s_eval, s_grad):
             torch.testing.assert_close(a, b.detach())
+
+
+@pytest.mark.parametrize("config", [LSTMConfig(), LSTMConfig(preprocess=False, output_scale=1.0),
+                                    LSTMConfig(num_layers=1, hidden_size=7)])
+def test_inference_runner_gives_the_updates_and_states_of_forward(config):
+    from l2l_core.lstm_optimizer import InferenceRunner
+
+    lstm = LSTMOptimizer(config, seed=1)
+    n = 500
+    runner, state = InferenceRunner(lstm, n), lstm.initial_state(n)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(25):  # gradients over nine orders of magnitude, both preprocessing branches
+            grad = torch.randn(n, generator=gen) * 10.0 ** torch.randint(-8, 1, (n,), generator=gen)
+            fast = runner.step(grad)
+            slow, state = lstm(grad, state)
+            torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-7)
+    for a, b in zip(runner.state(), state):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_inference_runner_refuses_what_it_cannot_run():
+    from l2l_core.lstm_optimizer import InferenceRunner
+
+    with pytest.raises(ValueError, match="num_layers=3"):
+        InferenceRunner(LSTMOptimizer(LSTMConfig(num_layers=3)), 10)
