@@ -1,8 +1,9 @@
 """`make bench`: time the engine's hot paths on this machine and write bench/results.json.
 
-Workloads (issue numbers in the README): one MNIST meta-training trajectory (100 steps, unroll 20,
-batch 128, 784-20-10 sigmoid, preprocessing on) for the plain reference and for the engine, median of
-``--repeats``; evaluation of the LSTM and of the four baselines on MNIST test tasks.
+Workloads: one MNIST meta-training trajectory (100 steps, unroll 20, batch 128, 784-20-10 sigmoid,
+preprocessing on) for the plain reference, for the engine with its fused LSTM-cell kernels switched off
+and on, median of ``--repeats``; evaluation of the LSTM (kernels on and off) and of the four baselines
+on MNIST test tasks. All in one process, so the rows compare like with like.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 import l2l_core
+from l2l_core import fused
 from l2l_core.baselines import Baseline
 from l2l_core.evaluate import evaluate
 from l2l_core.lstm_optimizer import LSTMOptimizer
@@ -49,12 +51,15 @@ def main() -> None:
     parser.add_argument("--eval-tasks", type=int, default=100)
     parser.add_argument("--eval-steps", type=int, default=200)
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    parser.add_argument("--no-compare-plain", dest="compare_plain", action="store_false",
+                        help="skip the LSTM evaluation without fused kernels (about a minute)")
     args = parser.parse_args()
 
     family = MLPFamily(dataset="mnist", hidden=(20,), activation="sigmoid")
     tasks = family.sample(1, 0, split="meta_train")
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "torch": torch.__version__, "l2l_core": l2l_core.__version__},
+                           "torch": torch.__version__, "l2l_core": l2l_core.__version__,
+                           "fused_kernels": fused.kernels() is not None and "on" or f"off ({fused.unavailable_reason()})"},
                "workloads": {}}
 
     def record(name, seconds, flop=None, **extra):
@@ -73,6 +78,10 @@ def main() -> None:
            traj_flop)
     engine = LSTMOptimizer(family.default_lstm)
     engine_opt = torch.optim.Adam(engine.parameters(), lr=0.01)
+    fused.set_enabled(False)
+    record("meta-train trajectory, engine without fused kernels",
+           timed(lambda: train_trajectory(engine, engine_opt, tasks), args.repeats), traj_flop)
+    fused.set_enabled(True)
     record("meta-train trajectory, engine", timed(lambda: train_trajectory(engine, engine_opt, tasks), args.repeats),
            traj_flop)
     w = results["workloads"]
@@ -83,6 +92,11 @@ def main() -> None:
     eval_flop = FORWARD_FLOP_PER_COORD * tasks.dim * n * T
     record(f"evaluate LSTM, {n} MNIST tasks x {T} steps",
            timed(lambda: evaluate(engine, family, n_tasks=n, steps=T), 1), eval_flop)
+    if args.compare_plain:
+        fused.set_enabled(False)
+        record(f"evaluate LSTM without fused kernels, {n} MNIST tasks x {T} steps",
+               timed(lambda: evaluate(engine, family, n_tasks=n, steps=T), 1), eval_flop)
+        fused.set_enabled(True)
     baseline_seconds = []
     for name in ("sgd", "rmsprop", "adam", "nag"):
         baseline_seconds += timed(lambda: evaluate(Baseline(name, 0.01), family, n_tasks=n, steps=T), 1)

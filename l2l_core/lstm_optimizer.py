@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from . import fused
 from .checks import check_int, check_positive_float
 from .preprocess import preprocess_gradients
 
@@ -94,7 +95,14 @@ class LSTMOptimizer(nn.Module):
         for layer, (weight, bias) in enumerate(zip(self.gate_weights, self.gate_biases)):
             h, c = state[2 * layer], state[2 * layer + 1]
             gates = torch.cat((weight, bias.unsqueeze(1)), dim=1) @ torch.cat((x, h, ones), dim=0)
-            if inplace:
+            if fused.usable(gates, c):  # one pass forward (and one backward) instead of six to ten
+                if inplace:
+                    h = torch.empty_like(c)
+                    fused.cell_step(gates, c, gates[hidden: 2 * hidden], h)  # c_t overwrites the spent f rows
+                    c = gates[hidden: 2 * hidden]
+                else:
+                    h, c = fused.FusedCell.apply(gates, c)
+            elif inplace:
                 gates[: 3 * hidden].sigmoid_()
                 i, f, o, candidate = gates.split(hidden)
                 candidate.tanh_()
@@ -150,7 +158,8 @@ class InferenceRunner:
     new hidden states are written straight into B. Same updates as ``forward`` to float rounding (tested).
     """
 
-    def __init__(self, lstm: LSTMOptimizer, n_coordinates: int, device=None, dtype=torch.float32):
+    def __init__(self, lstm: LSTMOptimizer, n_coordinates: int, device=None, dtype=torch.float32,
+                 scratch: torch.Tensor | None = None):
         if not self.supported(lstm):
             raise ValueError(f"num_layers={lstm.config.num_layers}: the inference runner handles 1 or 2 layers, "
                              "and not shared_state_offset_bug; use LSTMOptimizer.forward")
@@ -160,7 +169,10 @@ class InferenceRunner:
         self.buffer = torch.zeros(I + 1 + cfg.num_layers * H, n, device=device, dtype=dtype)
         self.buffer[I] = 1.0
         self.cells = [torch.zeros(H, n, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
-        self.gates = torch.empty(4 * H, n, device=device, dtype=dtype)
+        # gate pre-activations; runners applied one after another may share one flat ``scratch`` tensor
+        if scratch is None or scratch.numel() < 4 * H * n:
+            scratch = torch.empty(4 * H * n, device=device, dtype=dtype)
+        self.gates = scratch[: 4 * H * n].view(4 * H, n)
         with torch.no_grad():  # weights with columns in B's row order; output weights carry the output scale
             w0, b0 = lstm.gate_weights[0], lstm.gate_biases[0].unsqueeze(1)
             self.weights = [torch.cat((w0[:, :I], b0, w0[:, I:]), dim=1)]
@@ -189,11 +201,14 @@ class InferenceRunner:
         B[: self.inputs].copy_(self.lstm.features(grad))
         for layer, (weight, c) in enumerate(zip(self.weights, self.cells)):
             torch.mm(weight, B[self._rows(layer)], out=G)
+            h = B[self._hidden_rows(layer)]
+            if fused.usable(G):
+                fused.cell_step(G, c, c, h)
+                continue
             G[: 3 * H].sigmoid_()
             i, f, o, candidate = G.split(H)
             candidate.tanh_()
             c.mul_(f).addcmul_(i, candidate)
-            h = B[self._hidden_rows(layer)]
             torch.tanh(c, out=h)
             h.mul_(o)
         top = B[self._hidden_rows(len(self.cells) - 1)]

@@ -47,7 +47,9 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
     n = theta.numel()
     bounds = [(a, min(a + block, n)) for a in range(0, n, block)]
     if InferenceRunner.supported(lstm):  # preallocated buffers, no concatenation (the paper's 2 x 20 LSTM)
-        runners = [InferenceRunner(lstm, b - a, device=theta.device, dtype=theta.dtype) for a, b in bounds]
+        scratch = theta.new_empty(4 * lstm.config.hidden_size * min(block, n))
+        runners = [InferenceRunner(lstm, b - a, device=theta.device, dtype=theta.dtype, scratch=scratch)
+                   for a, b in bounds]
         apply = lambda k, g: runners[k].step(g)
     else:
         states = [lstm.initial_state(b - a, device=theta.device, dtype=theta.dtype) for a, b in bounds]
