@@ -59,7 +59,7 @@ def main() -> None:
     tasks = family.sample(1, 0, split="meta_train")
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__, "l2l_core": l2l_core.__version__,
-                           "fused_kernels": fused.kernels() is not None and "on" or f"off ({fused.unavailable_reason()})"},
+                           "fused_kernels": "on" if fused.kernels() is not None else f"off ({fused.unavailable_reason()})"},
                "workloads": {}}
 
     def record(name, seconds, flop=None, **extra):
