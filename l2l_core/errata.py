@@ -93,11 +93,11 @@ class ErrataResult:
 
 
 def _on_off_rows(defect: str, claims: list[Claim], with_defect: pd.DataFrame, fixed: pd.DataFrame,
-                 steps: int, skipped: dict | None = None) -> list[dict]:
+                 steps: int) -> list[dict]:
     """One row per claim: its verdict with the defect and without, and whether the conclusion survives."""
     claims = [c.capped(steps) for c in claims]
-    on = check_claims(with_defect, claims, skipped)
-    off = check_claims(fixed, claims, skipped)
+    on = check_claims(with_defect, claims)
+    off = check_claims(fixed, claims)
     rows = []
     for (_, a), (_, b) in zip(on.iterrows(), off.iterrows()):
         survives = {"holds": "yes", "does not hold": "no", "inconclusive": "uncertain"}.get(b["verdict"], "not run")

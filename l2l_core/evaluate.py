@@ -32,7 +32,8 @@ def optimizer_label(optimizer) -> str:
     raise TypeError(f"optimizer={optimizer!r} must be an LSTMOptimizer or a Baseline(name, lr)")
 
 
-def _run(optimizer, tasks, steps):
+def run_optimizer(optimizer, tasks, steps: int):
+    """Run a learned optimizer or a Baseline on ``tasks``; returns (losses (steps+1, n), theta_T)."""
     if isinstance(optimizer, LSTMOptimizer):
         return run_learned(optimizer, tasks, steps)
     return run_baseline(optimizer.name, optimizer.lr, tasks, steps)
@@ -76,7 +77,7 @@ def evaluate(optimizer, family, n_tasks: int = 100, steps: int = 200, seed: int 
     losses, accuracies = [], []
     for start in tqdm(range(0, n_tasks, chunk), desc=f"evaluate {name}", disable=not progress):
         part = tasks.subset(start, min(start + chunk, n_tasks))
-        loss, theta = _run(optimizer, part, steps)
+        loss, theta = run_optimizer(optimizer, part, steps)
         losses.append(loss.cpu())
         acc = part.accuracy(theta)
         accuracies.append(None if acc is None else acc.cpu())

@@ -18,10 +18,9 @@ import pandas as pd
 
 from .baselines import tune_all
 from .data import DatasetNotFoundError
-from .evaluate import LSTM_LABEL, compare, mean_ci
+from .evaluate import LSTM_LABEL, compare, mean_ci, run_optimizer
 from .experiments import (Settings, mlp_family, mnist_checkpoint, peak_rss_mb, setting_label, train_or_load)
 from .io import write_frame, write_json
-from .runners import run_baseline, run_learned
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10", "svhn")
 WINDOWS = ((0, 100), (100, 200), (200, 500), (500, 1000))
@@ -29,11 +28,8 @@ WINDOWS = ((0, 100), (100, 200), (200, 500), (500, 1000))
 
 def seconds_per_step(optimizer, family, steps: int = 100, repeats: int = 3, seed: int = 0) -> float:
     """Median wall time of one optimizee step (loss, gradient and update) on one test task."""
-    from .baselines import Baseline
-
     tasks = family.sample(1, seed, split="test")
-    run = (lambda k: run_learned(optimizer, tasks, k)) if not isinstance(optimizer, Baseline) else (
-        lambda k: run_baseline(optimizer.name, optimizer.lr, tasks, k))
+    run = lambda k: run_optimizer(optimizer, tasks, k)
     run(3)  # warm-up: allocations, data on device
     times = []
     for _ in range(repeats):

@@ -45,6 +45,21 @@ class LSTMConfig:
         return asdict(self)
 
 
+def cell_step_no_grad(gates: torch.Tensor, c_prev: torch.Tensor, c_out: torch.Tensor, h_out: torch.Tensor) -> None:
+    """One LSTM cell step without a tape, from gate pre-activations (4H, N) (clobbered): writes
+    c_out = f * c_prev + i * g and h_out = o * tanh(c_out). ``c_out`` may be ``c_prev`` or a row block of
+    ``gates`` (the spent forget gate). Uses the fused kernel when it is available."""
+    if fused.usable(gates, c_prev):
+        fused.cell_step(gates, c_prev, c_out, h_out)
+        return
+    hidden = c_prev.shape[0]
+    gates[: 3 * hidden].sigmoid_()
+    i, f, o, candidate = gates.split(hidden)
+    candidate.tanh_()
+    torch.mul(f, c_prev, out=c_out).addcmul_(i, candidate)
+    torch.tanh(c_out, out=h_out).mul_(o)
+
+
 class LSTMOptimizer(nn.Module):
     """m(grad, state; phi) -> (update, new state), applied to every coordinate independently."""
 
@@ -95,19 +110,12 @@ class LSTMOptimizer(nn.Module):
         for layer, (weight, bias) in enumerate(zip(self.gate_weights, self.gate_biases)):
             h, c = state[2 * layer], state[2 * layer + 1]
             gates = torch.cat((weight, bias.unsqueeze(1)), dim=1) @ torch.cat((x, h, ones), dim=0)
-            if fused.usable(gates, c):  # one pass forward (and one backward) instead of six to ten
-                if inplace:
-                    h = torch.empty_like(c)
-                    fused.cell_step(gates, c, gates[hidden: 2 * hidden], h)  # c_t overwrites the spent f rows
-                    c = gates[hidden: 2 * hidden]
-                else:
-                    h, c = fused.FusedCell.apply(gates, c)
-            elif inplace:
-                gates[: 3 * hidden].sigmoid_()
-                i, f, o, candidate = gates.split(hidden)
-                candidate.tanh_()
-                c = f.mul_(c).addcmul_(i, candidate)
-                h = torch.tanh(c).mul_(o)
+            if inplace:
+                h = torch.empty_like(c)
+                cell_step_no_grad(gates, c, gates[hidden: 2 * hidden], h)  # c_t overwrites the spent f rows
+                c = gates[hidden: 2 * hidden]
+            elif fused.usable(gates, c):  # one pass forward and one backward instead of six to ten
+                h, c = fused.FusedCell.apply(gates, c)
             else:
                 sig, candidate = gates.split((3 * hidden, hidden))
                 i, f, o = sig.sigmoid().split(hidden)
@@ -197,20 +205,11 @@ class InferenceRunner:
     @torch.no_grad()
     def step(self, grad: torch.Tensor) -> torch.Tensor:
         """The update (n,) for the gradient (n,); advances the hidden and cell states in place."""
-        H, B, G = self.hidden, self.buffer, self.gates
+        B, G = self.buffer, self.gates
         B[: self.inputs].copy_(self.lstm.features(grad))
         for layer, (weight, c) in enumerate(zip(self.weights, self.cells)):
             torch.mm(weight, B[self._rows(layer)], out=G)
-            h = B[self._hidden_rows(layer)]
-            if fused.usable(G):
-                fused.cell_step(G, c, c, h)
-                continue
-            G[: 3 * H].sigmoid_()
-            i, f, o, candidate = G.split(H)
-            candidate.tanh_()
-            c.mul_(f).addcmul_(i, candidate)
-            torch.tanh(c, out=h)
-            h.mul_(o)
+            cell_step_no_grad(G, c, c, B[self._hidden_rows(layer)])
         top = B[self._hidden_rows(len(self.cells) - 1)]
         return torch.addmm(self.out_bias.unsqueeze(1), self.out_weight, top).squeeze(0)
 

@@ -34,19 +34,16 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
     check_int("steps", steps)
     check_int("block", block)
     theta = tasks.initial_params()
-    if lstm.config.shared_state_offset_bug:  # thesis defect (d): state is shared across tensors, no blocks
-        state = lstm.initial_state(theta.numel(), device=theta.device, dtype=theta.dtype)
-        losses = []
-        for t in range(steps):
-            loss, grad = _loss_and_grad(tasks, theta, t)
-            losses.append(loss)
-            update, state = lstm.step_tasks(grad, state, tasks.tensor_sizes)
-            theta = theta + update
-        losses.append(tasks.loss(theta, steps))
-        return torch.stack(losses), theta
     n = theta.numel()
     bounds = [(a, min(a + block, n)) for a in range(0, n, block)]
-    if InferenceRunner.supported(lstm):  # preallocated buffers, no concatenation (the paper's 2 x 20 LSTM)
+    if lstm.config.shared_state_offset_bug:  # thesis defect (d): state is shared across tensors, so one block
+        bounds = [(0, n)]
+        states = [lstm.initial_state(n, device=theta.device, dtype=theta.dtype)]
+
+        def apply(k, g):
+            update, states[k] = lstm.step_tasks(g.view_as(theta), states[k], tasks.tensor_sizes)
+            return update.reshape(-1)
+    elif InferenceRunner.supported(lstm):  # preallocated buffers, no concatenation (the paper's 2 x 20 LSTM)
         scratch = theta.new_empty(4 * lstm.config.hidden_size * min(block, n))
         runners = [InferenceRunner(lstm, b - a, device=theta.device, dtype=theta.dtype, scratch=scratch)
                    for a, b in bounds]
