@@ -39,11 +39,11 @@ def run_optimizer(optimizer, tasks, steps: int):
     return run_baseline(optimizer.name, optimizer.lr, tasks, steps)
 
 
-# The LSTM is applied in cache-sized blocks of runners.LSTM_BLOCK coordinates (its elementwise work is
-# memory-bound once the (80, N) gate tensors leave the L2 cache), so a chunk of tasks can be larger:
-# a batch of tasks amortises the optimizee's loss and gradient (one task: 0.65 ms per step; in a batch
-# of 20 MNIST tasks about 0.2 ms per task). Measured on the development machine, 20 MNIST tasks per
-# chunk beat one per chunk by 13% end to end; memory stays at ~10 MB per 16k coordinates.
+# Tasks run in chunks: a batch of tasks amortises the optimizee's loss and gradient (one task: 0.65 ms
+# per step; in a batch of 20 MNIST tasks about 0.2 ms per task). Measured on the development machine,
+# 20 MNIST tasks per chunk beat one per chunk by 13% end to end; the LSTM's buffers take ~330 bytes per
+# coordinate (~100 MB for a chunk); without the fused kernels it runs in cache-sized blocks inside a chunk
+# (runners.LSTM_BLOCK).
 CHUNK_COORDINATES = 20 * 16384
 
 

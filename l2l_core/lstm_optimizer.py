@@ -14,7 +14,7 @@ from torch import nn
 
 from . import fused
 from .checks import check_int, check_positive_float
-from .preprocess import preprocess_gradients
+from .preprocess import preprocess_features
 
 LSTMState = tuple[torch.Tensor, ...]  # (h_1, c_1, h_2, c_2, ...), each of shape (hidden_size, N)
 
@@ -46,12 +46,9 @@ class LSTMConfig:
 
 
 def cell_step_no_grad(gates: torch.Tensor, c_prev: torch.Tensor, c_out: torch.Tensor, h_out: torch.Tensor) -> None:
-    """One LSTM cell step without a tape, from gate pre-activations (4H, N) (clobbered): writes
-    c_out = f * c_prev + i * g and h_out = o * tanh(c_out). ``c_out`` may be ``c_prev`` or a row block of
-    ``gates`` (the spent forget gate). Uses the fused kernel when it is available."""
-    if fused.usable(gates, c_prev):
-        fused.cell_step(gates, c_prev, c_out, h_out)
-        return
+    """One LSTM cell step without a tape in PyTorch ops (the path without fused kernels), from gate
+    pre-activations (4H, N) (clobbered): writes c_out = f * c_prev + i * g and h_out = o * tanh(c_out).
+    ``c_out`` may be ``c_prev`` or a row block of ``gates`` (the spent forget gate)."""
     hidden = c_prev.shape[0]
     gates[: 3 * hidden].sigmoid_()
     i, f, o, candidate = gates.split(hidden)
@@ -92,38 +89,45 @@ class LSTMOptimizer(nn.Module):
     def features(self, grad: torch.Tensor) -> torch.Tensor:
         """The LSTM's input for a flat gradient, feature-major: preprocessed (2, N) or raw (1, N)."""
         if self.config.preprocess:
-            return preprocess_gradients(grad, self.config.preprocess_p).T
+            return preprocess_features(grad, self.config.preprocess_p)
         return grad.unsqueeze(0)
 
     def forward(self, grad: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
         """Updates (N,) for a flat gradient (N,) and the next state.
 
-        Coordinates run along the last axis, so every gate is a contiguous block of rows: the
-        elementwise work (most of the cost) runs on contiguous memory. Biases ride in the matmul
-        as a row of ones. Without a gradient tape (evaluation) the gates are updated in place.
+        Coordinates run along the last axis, so every gate is a contiguous block of rows. With the fused
+        kernels (CPU, float32) each layer is one kernel call forward and one backward; otherwise the gates
+        come from one matmul per layer (biases ride in it as a row of ones) followed by the cell's
+        elementwise ops, in place when there is no gradient tape (evaluation).
         """
         hidden = self.config.hidden_size
         x = self.features(grad)
-        ones = x.new_ones(1, x.shape[1])
         inplace = not torch.is_grad_enabled()
         new_state = []
         for layer, (weight, bias) in enumerate(zip(self.gate_weights, self.gate_biases)):
             h, c = state[2 * layer], state[2 * layer + 1]
-            gates = torch.cat((weight, bias.unsqueeze(1)), dim=1) @ torch.cat((x, h, ones), dim=0)
-            if inplace:
-                h = torch.empty_like(c)
-                cell_step_no_grad(gates, c, gates[hidden: 2 * hidden], h)  # c_t overwrites the spent f rows
-                c = gates[hidden: 2 * hidden]
-            elif fused.usable(gates, c):  # one pass forward and one backward instead of six to ten
-                h, c = fused.FusedCell.apply(gates, c)
+            if fused.usable(x, h, c, weight):
+                if inplace:
+                    h_new, c_new = torch.empty_like(c), torch.empty_like(c)
+                    fused.layer_step(fused.pack(weight, bias), x, h, c, h_new, c_new)
+                    h, c = h_new, c_new
+                else:
+                    h, c = fused.FusedLayer.apply(x, h, c, weight, bias)
             else:
-                sig, candidate = gates.split((3 * hidden, hidden))
-                i, f, o = sig.sigmoid().split(hidden)
-                c = f * c + i * candidate.tanh()
-                h = o * c.tanh()
+                ones = x.new_ones(1, x.shape[1])
+                gates = torch.cat((weight, bias.unsqueeze(1)), dim=1) @ torch.cat((x, h, ones), dim=0)
+                if inplace:
+                    h = torch.empty_like(c)
+                    cell_step_no_grad(gates, c, gates[hidden: 2 * hidden], h)  # c_t overwrites the spent f rows
+                    c = gates[hidden: 2 * hidden]
+                else:
+                    sig, candidate = gates.split((3 * hidden, hidden))
+                    i, f, o = sig.sigmoid().split(hidden)
+                    c = f * c + i * candidate.tanh()
+                    h = o * c.tanh()
             new_state += [h, c]
             x = h
-        out = torch.cat((self.output_weight, self.output_bias.unsqueeze(1)), dim=1) @ torch.cat((x, ones), dim=0)
+        out = torch.addmm(self.output_bias.unsqueeze(1), self.output_weight, x)
         return out.squeeze(0) * self.config.output_scale, tuple(new_state)
 
     def step_tasks(self, grad: torch.Tensor, state: LSTMState, tensor_sizes=None) -> tuple[torch.Tensor, LSTMState]:
@@ -161,9 +165,11 @@ class InferenceRunner:
     """The LSTM applied step after step to ``n`` coordinates without autograd, in preallocated buffers.
 
     Evaluation's fast path for one or two layers (``supported``); other configs use ``forward``. All
-    inputs of the gate matmuls live in one buffer B = [x; 1; h_1; h_2] (rows), so layer 1 reads
-    B[x, 1, h_1] and layer 2 B[1, h_1, h_2] as contiguous row blocks: no concatenation, no allocation,
-    new hidden states are written straight into B. Same updates as ``forward`` to float rounding (tested).
+    layer inputs live in one buffer B = [x; 1; h_1; h_2] (rows). With the fused kernels each layer is one
+    call that reads its input rows and updates h and c in place; without them, layer 1's gate matmul reads
+    B[x, 1, h_1] and layer 2's B[1, h_1, h_2] as contiguous row blocks (no concatenation, no allocation)
+    and the cell writes the new hidden state straight into B. Same updates as ``forward`` to float
+    rounding (tested).
     """
 
     def __init__(self, lstm: LSTMOptimizer, n_coordinates: int, device=None, dtype=torch.float32,
@@ -177,17 +183,25 @@ class InferenceRunner:
         self.buffer = torch.zeros(I + 1 + cfg.num_layers * H, n, device=device, dtype=dtype)
         self.buffer[I] = 1.0
         self.cells = [torch.zeros(H, n, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
-        # gate pre-activations; runners applied one after another may share one flat ``scratch`` tensor
-        if scratch is None or scratch.numel() < 4 * H * n:
-            scratch = torch.empty(4 * H * n, device=device, dtype=dtype)
-        self.gates = scratch[: 4 * H * n].view(4 * H, n)
+        # gate pre-activations (path without kernels only, allocated on first need); runners applied one
+        # after another may share one flat ``scratch`` tensor
+        self.scratch, self.gates = scratch, None
         with torch.no_grad():  # weights with columns in B's row order; output weights carry the output scale
             w0, b0 = lstm.gate_weights[0], lstm.gate_biases[0].unsqueeze(1)
             self.weights = [torch.cat((w0[:, :I], b0, w0[:, I:]), dim=1)]
             if cfg.num_layers == 2:
                 self.weights.append(torch.cat((lstm.gate_biases[1].unsqueeze(1), lstm.gate_weights[1]), dim=1))
+            self.packed = [fused.pack(w, b) for w, b in zip(lstm.gate_weights, lstm.gate_biases)]
             self.out_weight = lstm.output_weight * cfg.output_scale
             self.out_bias = lstm.output_bias * cfg.output_scale
+
+    def _gates(self) -> torch.Tensor:
+        if self.gates is None:
+            rows, n = 4 * self.hidden, self.buffer.shape[1]
+            if self.scratch is None or self.scratch.numel() < rows * n:
+                self.scratch = self.buffer.new_empty(rows * n)
+            self.gates = self.scratch[: rows * n].view(rows, n)
+        return self.gates
 
     @staticmethod
     def supported(lstm: LSTMOptimizer) -> bool:
@@ -205,11 +219,17 @@ class InferenceRunner:
     @torch.no_grad()
     def step(self, grad: torch.Tensor) -> torch.Tensor:
         """The update (n,) for the gradient (n,); advances the hidden and cell states in place."""
-        B, G = self.buffer, self.gates
+        B = self.buffer
         B[: self.inputs].copy_(self.lstm.features(grad))
+        kernels = fused.usable(B)
         for layer, (weight, c) in enumerate(zip(self.weights, self.cells)):
-            torch.mm(weight, B[self._rows(layer)], out=G)
-            cell_step_no_grad(G, c, c, B[self._hidden_rows(layer)])
+            h = B[self._hidden_rows(layer)]
+            if kernels:
+                x = B[: self.inputs] if layer == 0 else B[self._hidden_rows(layer - 1)]
+                fused.layer_step(self.packed[layer], x, h, c, h, c)
+            else:
+                torch.mm(weight, B[self._rows(layer)], out=self._gates())
+                cell_step_no_grad(self.gates, c, c, h)
         top = B[self._hidden_rows(len(self.cells) - 1)]
         return torch.addmm(self.out_bias.unsqueeze(1), self.out_weight, top).squeeze(0)
 

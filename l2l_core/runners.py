@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from .baselines import build_baseline
 from .checks import check_int
 from .lstm_optimizer import InferenceRunner, LSTMOptimizer
@@ -21,20 +22,24 @@ def _loss_and_grad(tasks: TaskBatch, theta: torch.Tensor, step: int) -> tuple[to
     return loss.detach(), grad
 
 
-# The LSTM's elementwise work is memory-bound once its (80, N) gate tensors leave the L2 cache
-# (4 MiB per core on the development machine), so evaluation applies it to blocks of at most this
-# many coordinates; the optimizer is coordinatewise, so blocks give exactly the same updates.
+# Without the fused kernels the LSTM's elementwise work is memory-bound once its (80, N) gate tensors
+# leave the L2 cache (4 MiB per core on the development machine), so evaluation then applies it to blocks
+# of at most this many coordinates; the optimizer is coordinatewise, so blocks give exactly the same
+# updates. The fused kernels never materialise the gates (they work in 64-coordinate blocks), so with
+# them one block covers everything (measured: 20 MNIST tasks x 50 steps, 1.33 s vs 1.55-1.73 s in 16k blocks).
 LSTM_BLOCK = 16384
 
 
 @torch.no_grad()
 def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
-                block: int = LSTM_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimise ``tasks`` for ``steps`` steps with the LSTM; returns (losses (steps+1, n), theta_T)."""
+                block: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimise ``tasks`` for ``steps`` steps with the LSTM; returns (losses (steps+1, n), theta_T).
+    ``block``: coordinates per LSTM application (default: all with the fused kernels, else LSTM_BLOCK)."""
     check_int("steps", steps)
-    check_int("block", block)
     theta = tasks.initial_params()
     n = theta.numel()
+    kernels = fused.usable(theta)
+    block = (n if kernels else LSTM_BLOCK) if block is None else check_int("block", block)
     bounds = [(a, min(a + block, n)) for a in range(0, n, block)]
     if lstm.config.shared_state_offset_bug:  # thesis defect (d): state is shared across tensors, so one block
         bounds = [(0, n)]
@@ -44,7 +49,7 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
             update, states[k] = lstm.step_tasks(g.view_as(theta), states[k], tasks.tensor_sizes)
             return update.reshape(-1)
     elif InferenceRunner.supported(lstm):  # preallocated buffers, no concatenation (the paper's 2 x 20 LSTM)
-        scratch = theta.new_empty(4 * lstm.config.hidden_size * min(block, n))
+        scratch = None if kernels else theta.new_empty(4 * lstm.config.hidden_size * min(block, n))
         runners = [InferenceRunner(lstm, b - a, device=theta.device, dtype=theta.dtype, scratch=scratch)
                    for a, b in bounds]
         apply = lambda k, g: runners[k].step(g)
