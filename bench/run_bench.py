@@ -4,6 +4,10 @@ Workloads: one MNIST meta-training trajectory (100 steps, unroll 20, batch 128, 
 preprocessing on) for the plain reference, for the engine with its fused LSTM-cell kernels switched off
 and on, median of ``--repeats``; evaluation of the LSTM (kernels on and off) and of the four baselines
 on MNIST test tasks. All in one process, so the rows compare like with like.
+
+GFLOP/s are nominal: the LSTM's matmul FLOPs of the mathematics (forward; a trajectory counts backward as
+twice forward), whatever an implementation actually executes (the fused kernels recompute the gates in
+backward, so they do ~4/3 of the nominal work).
 """
 from __future__ import annotations
 

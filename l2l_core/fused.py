@@ -251,6 +251,7 @@ void layer_backward(torch::Tensor W, torch::Tensor x, torch::Tensor h_prev, torc
             vf s20 = {}, s21 = {}, s22 = {}, s23 = {}, s30 = {}, s31 = {}, s32 = {}, s33 = {};
             for (int64_t kept = 0; kept <= slot; ++kept) {
               const float* Dk = Dbuf.data() + kept * R * NB + r0 * NB; const float* Xk = Xbuf.data() + kept * K4 * NB + k0 * NB;
+              #pragma GCC unroll 1  // unrolled, -ffast-math re-associates the sums into trees that spill
               for (int64_t o_ = 0; o_ < NB; o_ += V) {
                 const vf d0 = vload(Dk + o_), d1 = vload(Dk + NB + o_), d2 = vload(Dk + 2 * NB + o_), d3 = vload(Dk + 3 * NB + o_);
                 const vf x0 = vload(Xk + o_), x1 = vload(Xk + NB + o_), x2 = vload(Xk + 2 * NB + o_), x3 = vload(Xk + 3 * NB + o_);

@@ -155,8 +155,8 @@ class LSTMOptimizer(nn.Module):
             part = grad[:, offset:offset + size].reshape(-1)
             update, written = self(part, tuple(s[:, :, :size].reshape(hidden, -1) for s in old))
             updates.append(update.view(n, size))
-            for k, w in enumerate(written):
-                new[k] = torch.cat((w.view(hidden, n, size), new[k][:, :, size:]), dim=2)
+            for k, w in enumerate(written):  # in place: only the written prefix is copied (autograd: CopySlices)
+                new[k][:, :, :size] = w.view(hidden, n, size)
             offset += size
         return torch.cat(updates, dim=1), tuple(s.reshape(hidden, n * dim) for s in new)
 
