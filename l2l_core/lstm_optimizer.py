@@ -149,15 +149,25 @@ class LSTMOptimizer(nn.Module):
             raise ValueError(f"tensor_sizes={sizes} must add up to the parameter count {dim}")
         hidden = self.config.hidden_size
         old = [s.view(hidden, n, dim) for s in state]
-        new = [s.new_zeros(hidden, n, dim) for s in state]
-        updates, offset = [], 0
+        updates, written, offset = [], [], 0
         for size in sizes:
             part = grad[:, offset:offset + size].reshape(-1)
-            update, written = self(part, tuple(s[:, :, :size].reshape(hidden, -1) for s in old))
+            update, state_out = self(part, tuple(s[:, :, :size].reshape(hidden, -1) for s in old))
             updates.append(update.view(n, size))
-            for k, w in enumerate(written):  # in place: only the written prefix is copied (autograd: CopySlices)
-                new[k][:, :, :size] = w.view(hidden, n, size)
+            written.append([s.view(hidden, n, size) for s in state_out])
             offset += size
+        # column j ends with the state of the last tensor that wrote it (size > j): one concatenation per state
+        pieces, covered = [], 0
+        for t in reversed(range(len(sizes))):
+            if sizes[t] > covered:
+                pieces.append((t, covered, sizes[t]))
+                covered = sizes[t]
+        new = []
+        for k, s in enumerate(old):
+            parts = [written[t][k][:, :, a:b] for t, a, b in pieces]
+            if covered < dim:
+                parts.append(s.new_zeros(hidden, n, dim - covered))
+            new.append(torch.cat(parts, dim=2))
         return torch.cat(updates, dim=1), tuple(s.reshape(hidden, n * dim) for s in new)
 
 
