@@ -114,13 +114,32 @@ def tune_all(family, names=tuple(BASELINES), tuned_as_sgd_bug: bool = False, **k
     """
     if not tuned_as_sgd_bug:
         return {name: tune_learning_rate(name, family, **kwargs) for name in names}
-    runs: dict[str, TuningResult] = {}
+    runners = sorted({TUNED_AS_SGD_BUG[name] for name in names})
+    return as_tuned_by_sgd_bug(tune_all(family, names=runners, **kwargs), names)
+
+
+def as_tuned_by_sgd_bug(tuned: dict[str, TuningResult], names=tuple(BASELINES)) -> dict[str, TuningResult]:
+    """Defect (a) from correct tunings: each of ``names`` gets the rate (and grid) of the optimizer whose runs
+    chose it in the thesis code (``TUNED_AS_SGD_BUG``), which must be among ``tuned``."""
     out = {}
     for name in names:
-        runner = TUNED_AS_SGD_BUG[name]
-        if runner not in runs:
-            runs[runner] = tune_learning_rate(runner, family, **kwargs)
-        first = runs[runner]
-        out[name] = TuningResult(name, first.lr, first.table.assign(optimizer=baseline_label(name),
-                                                                    tuned_as=baseline_label(runner)), runner)
+        runner = tuned[TUNED_AS_SGD_BUG[name]]
+        out[name] = TuningResult(name, runner.lr, runner.table.assign(optimizer=baseline_label(name),
+                                                                      tuned_as=baseline_label(runner.name)), runner.name)
+    return out
+
+
+def tuning_from_table(table: pd.DataFrame) -> dict[str, TuningResult]:
+    """TuningResults back from a tuning table as the experiments write it (columns optimizer, lr, loss_sum,
+    chosen: one family's grids)."""
+    out = {}
+    for name in BASELINES:
+        rows = table[table.optimizer == baseline_label(name)]
+        if rows.empty:
+            continue
+        chosen = rows[rows.chosen.astype(bool)]
+        if len(chosen) != 1:
+            raise ValueError(f"tuning table for {baseline_label(name)} marks {len(chosen)} rates as chosen, not one")
+        out[name] = TuningResult(name, float(chosen.lr.iloc[0]),
+                                 rows[["optimizer", "lr", "loss_sum"]].reset_index(drop=True))
     return out

@@ -16,7 +16,6 @@ chapters' results (same tasks, same fixed optimizers) where they exist.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,15 +23,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .baselines import tune_all
+from .baselines import as_tuned_by_sgd_bug
 from .claims import Claim, check_claims
 from .data import DatasetNotFoundError
 from .evaluate import LSTM_LABEL, compare
-from .experiments import (Settings, architectures_setup, cifar_svhn_setup, mlp_family,
-                          mnist_like_setup, mnist_setup, peak_rss_mb, relu_setup, run_architectures,
-                          run_cifar_svhn, run_mnist, run_mnist_like, run_relu, setting_label, train_or_load)
-from .io import read_frame, write_frame, write_json
+from .experiments import Settings, mnist_like_setup, mnist_setup, peak_rss_mb, setting_label, train_or_load
+from .io import write_frame, write_json
 from .lstm_optimizer import LSTMConfig
+from .reuse import CHAPTERS, chapter_frame, tuned_baselines
 
 DEFECTS = {
     "a": "baselines tuned as SGD",
@@ -43,36 +41,6 @@ DEFECTS = {
 EMNIST_BUG_CONFIG = LSTMConfig(preprocess=False, output_scale=1.0)  # defect (b)
 MNIST_LSTM_LABEL = "LSTM (MNIST-trained)"
 CHANCE_26 = 100 * math.log(26)  # summed loss over 100 steps of a 26-class classifier at chance
-
-# chapter name -> (runner that produces its results, function giving its families and claims)
-CHAPTERS = {
-    "02_mnist": (run_mnist, mnist_setup),
-    "03_architectures": (run_architectures, architectures_setup),
-    "04_relu": (run_relu, relu_setup),
-    "05_mnist_like": (run_mnist_like, mnist_like_setup),
-    "06_cifar_svhn": (run_cifar_svhn, cifar_svhn_setup),
-}
-_SAME_RUN_KEYS = ("profile", "seeds", "n_tasks", "steps", "tune_tasks", "tune_steps", "meta_epochs",
-                  "trajectories_per_epoch", "tasks_per_trajectory", "train_steps", "unroll", "n_val_tasks",
-                  "meta_lr", "seed", "device", "data_root")
-
-
-def chapter_frame(s: Settings, chapter: str, progress: bool = True) -> pd.DataFrame:
-    """The losses of experiment ``chapter`` in the same results tree; run here first if missing or stale.
-
-    The chapter is reused only if its settings.json matches ``s`` on everything that shapes its numbers.
-    """
-    folder = Path(s.results_dir).parent / chapter
-    ours = json.loads(json.dumps({k: getattr(s, k) for k in _SAME_RUN_KEYS}))
-    try:
-        saved = json.loads((folder / "settings.json").read_text())
-        if {k: saved.get(k) for k in _SAME_RUN_KEYS} == ours and (folder / "losses.parquet").is_file():
-            return read_frame(folder / "losses.parquet")
-    except (OSError, ValueError):
-        pass
-    runner, _ = CHAPTERS[chapter]
-    return runner(dataclasses.replace(s, name=chapter, results_dir=str(folder)), progress=progress).frame
-
 
 @dataclass
 class ErrataResult:
@@ -120,7 +88,7 @@ def _tuned_as_sgd(s: Settings, progress: bool) -> tuple[list[dict], pd.DataFrame
                 family.data
             except DatasetNotFoundError:
                 continue  # the chapter already reports it as not run
-            tuned = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed, tuned_as_sgd_bug=True)
+            tuned = as_tuned_by_sgd_bug(tuned_baselines(s, family))
             mine = fixed[fixed.setting == label]
             # SGD and NAG are tuned by their own runs either way, so they get the chapter's rates: a baseline
             # whose rate the chapter already ran on these tasks and seeds is reused, the others are run

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .baselines import tune_all
 from .data import DatasetNotFoundError
 from .evaluate import LSTM_LABEL, compare, mean_ci, run_optimizer
-from .experiments import (Settings, mlp_family, mnist_checkpoint, peak_rss_mb, setting_label, train_or_load)
+from .experiments import Settings, mlp_family, mnist_checkpoint, peak_rss_mb, setting_label, train_or_load
 from .io import write_frame, write_json
+from .reuse import tuned_baselines
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10", "svhn")
 WINDOWS = ((0, 100), (100, 200), (200, 500), (500, 1000))
@@ -150,7 +150,7 @@ def run_long_horizons(s: Settings, datasets=DATASETS, progress: bool = True) -> 
         except DatasetNotFoundError as err:
             skipped[label] = f"not run: {err}"
             continue
-        tuned = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed)
+        tuned = tuned_baselines(s, family)  # the chapters' rates where they tuned this family
         optimizers = {LSTM_LABEL: lstm, **{r.baseline.label: r.baseline for r in tuned.values()}}
         frames.append(compare(optimizers, family, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
                               progress=progress).assign(setting=label))

@@ -1,0 +1,70 @@
+"""Reuse what an experiment chapter already computed in the same results tree (its losses, its tuned
+learning rates) instead of computing it again, when the chapter ran with the settings that shape it.
+
+The errata and long-horizon chapters re-check the experiment chapters' claims on the same tasks; reusing
+their runs keeps the comparisons paired and saves minutes (tuning one MNIST family costs ~28 s, CIFAR-10
+~115 s on the development machine). A chapter that is missing or ran with other settings is run
+(``chapter_frame``) or the tuning is repeated (``tuned_baselines``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .baselines import TuningResult, tune_all, tuning_from_table
+from .experiments import (Settings, architectures_setup, cifar_svhn_setup, mnist_like_setup, mnist_setup,
+                          relu_setup, run_architectures, run_cifar_svhn, run_mnist, run_mnist_like, run_relu,
+                          setting_label)
+from .io import read_frame
+
+# chapter name -> (runner that produces its results, function giving its families and claims)
+CHAPTERS = {
+    "02_mnist": (run_mnist, mnist_setup),
+    "03_architectures": (run_architectures, architectures_setup),
+    "04_relu": (run_relu, relu_setup),
+    "05_mnist_like": (run_mnist_like, mnist_like_setup),
+    "06_cifar_svhn": (run_cifar_svhn, cifar_svhn_setup),
+}
+SAME_RUN_KEYS = ("profile", "seeds", "n_tasks", "steps", "tune_tasks", "tune_steps", "meta_epochs",
+                 "trajectories_per_epoch", "tasks_per_trajectory", "train_steps", "unroll", "n_val_tasks",
+                 "meta_lr", "seed", "device", "data_root")
+TUNING_KEYS = ("profile", "tune_tasks", "tune_steps", "seed", "device", "data_root")
+
+
+def _saved_settings_match(folder: Path, s: Settings, keys) -> bool:
+    """True when ``folder``'s settings.json agrees with ``s`` on ``keys``."""
+    try:
+        saved = json.loads((folder / "settings.json").read_text())
+    except (OSError, ValueError):
+        return False
+    ours = json.loads(json.dumps({k: getattr(s, k) for k in keys}))
+    return {k: saved.get(k) for k in keys} == ours
+
+
+def chapter_frame(s: Settings, chapter: str, progress: bool = True) -> pd.DataFrame:
+    """The losses of experiment ``chapter`` in the same results tree; run here first if missing or stale.
+
+    The chapter is reused only if its settings.json matches ``s`` on everything that shapes its numbers.
+    """
+    folder = Path(s.results_dir).parent / chapter
+    if (folder / "losses.parquet").is_file() and _saved_settings_match(folder, s, SAME_RUN_KEYS):
+        return read_frame(folder / "losses.parquet")
+    runner, _ = CHAPTERS[chapter]
+    return runner(dataclasses.replace(s, name=chapter, results_dir=str(folder)), progress=progress).frame
+
+
+def tuned_baselines(s: Settings, family) -> dict[str, TuningResult]:
+    """The four baselines tuned on ``family`` as the experiments tune them: read from a chapter of the same
+    results tree that tuned this family with the same tuning settings (``TUNING_KEYS``), else tuned here."""
+    label = setting_label(family)
+    for chapter in CHAPTERS:
+        folder = Path(s.results_dir).parent / chapter
+        if (folder / "tuning.csv").is_file() and _saved_settings_match(folder, s, TUNING_KEYS):
+            table = read_frame(folder / "tuning.csv")
+            tuned = tuning_from_table(table[table.setting == label])
+            if len(tuned) == 4:
+                return tuned
+    return tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed)
