@@ -176,6 +176,9 @@ class MLPTasks(TaskBatch):
     fit_idx: torch.Tensor
     score_idx: torch.Tensor
     task_seeds: list[int]
+    # task_seeds is ``copies`` repetitions of one list (``repeat``, e.g. a learning-rate grid): each step's
+    # minibatch is then gathered once and shared by the copies, instead of once per copy
+    copies: int = 1
 
     @property
     def n_tasks(self) -> int:
@@ -199,13 +202,14 @@ class MLPTasks(TaskBatch):
         return self.fit_idx[torch.stack([unique[s] for s in self.task_seeds]).to(self.x.device)]
 
     def repeat(self, k: int) -> "MLPTasks":
-        return replace(self, task_seeds=self.task_seeds * k)
+        return replace(self, task_seeds=self.task_seeds * k, copies=self.copies * k)
 
     def subset(self, start: int, stop: int) -> "MLPTasks":
-        return replace(self, task_seeds=self.task_seeds[start:stop])
+        return replace(self, task_seeds=self.task_seeds[start:stop], copies=1)
 
-    def logits(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """x (n, B, in) or (B, in) shared by all tasks -> logits (n, B, classes)."""
+    def logits(self, theta: torch.Tensor, x: torch.Tensor, copies: int = 1) -> torch.Tensor:
+        """x (n, B, in) or (B, in) shared by all tasks -> logits (n, B, classes). With ``copies`` > 1, x is
+        (n / copies, B, in), shared by the copies of each task (task i + c * n / copies sees x[i])."""
         act = ACTIVATIONS[self.activation]
         layers = self.shape.unflatten(theta)
         h = x
@@ -214,6 +218,12 @@ class MLPTasks(TaskBatch):
                 n, fan_in, fan_out = W.shape
                 h = (h @ W.transpose(0, 1).reshape(fan_in, n * fan_out)).view(-1, n, fan_out).transpose(0, 1)
                 h = h + b.unsqueeze(1)
+            elif k == 0 and copies > 1:  # each base task's inputs times all its copies' weights in one product
+                n, fan_in, fan_out = W.shape
+                base, batch = n // copies, h.shape[1]
+                Wc = W.view(copies, base, fan_in, fan_out).permute(1, 2, 0, 3).reshape(base, fan_in, copies * fan_out)
+                h = torch.bmm(h, Wc).view(base, batch, copies, fan_out).permute(2, 0, 1, 3).reshape(n, batch, fan_out)
+                h = h + b.unsqueeze(1)
             else:
                 h = torch.baddbmm(b.unsqueeze(1), h, W)
             if k < len(layers) - 1:
@@ -221,10 +231,12 @@ class MLPTasks(TaskBatch):
         return h
 
     def loss(self, theta: torch.Tensor, step: int) -> torch.Tensor:
-        rows = self.minibatch_indices(step)
-        logits = self.logits(theta, self.x[rows])
+        copies = self.copies if self.copies > 1 and len(self.task_seeds) % self.copies == 0 else 1
+        rows = self.subset(0, len(self.task_seeds) // copies).minibatch_indices(step)
+        logits = self.logits(theta, self.x[rows], copies)
         n, B, C = logits.shape
-        ce = F.cross_entropy(logits.reshape(n * B, C), self.y[rows].reshape(n * B), reduction="none")
+        labels = self.y[rows].repeat(copies, 1)
+        ce = F.cross_entropy(logits.reshape(n * B, C), labels.reshape(n * B), reduction="none")
         return ce.view(n, B).mean(1)
 
     @torch.no_grad()

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -82,3 +84,21 @@ def test_bad_sampling_arguments_are_named():
         make_family("mlpx")
     with pytest.raises(ValueError, match="distribution='normal'"):
         QuadraticFamily(distribution="normal")
+
+
+def test_repeated_tasks_share_minibatches_and_give_the_stacked_losses_and_gradients(tiny_mnist_root):
+    """A learning-rate grid stacks copies of the same tasks; gathering each minibatch once for all copies
+    must give what separately stacked tasks give (values and gradients, to float rounding)."""
+    fam = MLPFamily(dataset="mnist", hidden=(7,), activation="sigmoid", data_root=str(tiny_mnist_root))
+    tasks = fam.sample(3, 0, "meta_train")
+    shared = tasks.repeat(4)
+    stacked = dataclasses.replace(shared, copies=1)  # the same task list, one gather per task
+    assert shared.copies == 4 and shared.task_seeds == stacked.task_seeds
+    theta = (torch.randn(12, tasks.dim, generator=torch.Generator().manual_seed(0)) * 0.3).requires_grad_(True)
+    for step in (0, 5):
+        a, b = shared.loss(theta, step), stacked.loss(theta, step)
+        torch.testing.assert_close(a, b)
+        ga, gb = (torch.autograd.grad(v.sum(), theta)[0] for v in (a, b))
+        torch.testing.assert_close(ga, gb)
+    assert not torch.allclose(shared.loss(theta, 0)[:3], shared.loss(theta, 0)[3:6])  # copies differ by theta
+    assert tasks.repeat(4).subset(0, 5).copies == 1
