@@ -78,7 +78,7 @@ struct Rows {  // row r of a (rows, N) float tensor with unit column stride; emp
   float* operator[](int64_t r) const { return p + r * ld; }
 };
 
-// A's layer weights regrouped so that a hidden unit's four gate weights for one input are adjacent:
+// A layer's weights regrouped so that a hidden unit's four gate weights for one input are adjacent:
 // P[(r*K1 + k)*4 + q] = W[q*H + r, k].
 static std::vector<float> by_unit(const torch::Tensor& W, int64_t H, int64_t K1) {
   std::vector<float> P(H * K1 * 4);

@@ -232,7 +232,8 @@ class MLPTasks(TaskBatch):
 
     def loss(self, theta: torch.Tensor, step: int) -> torch.Tensor:
         copies = self.copies if self.copies > 1 and len(self.task_seeds) % self.copies == 0 else 1
-        rows = self.subset(0, len(self.task_seeds) // copies).minibatch_indices(step)
+        base = self if copies == 1 else self.subset(0, len(self.task_seeds) // copies)
+        rows = base.minibatch_indices(step)
         logits = self.logits(theta, self.x[rows], copies)
         n, B, C = logits.shape
         labels = self.y[rows].repeat(copies, 1)
