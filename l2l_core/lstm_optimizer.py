@@ -6,6 +6,8 @@ parameters and any number of stacked tasks. Gates are fused (one matmul per laye
 """
 from __future__ import annotations
 
+import functools
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -147,28 +149,88 @@ class LSTMOptimizer(nn.Module):
         sizes = list(tensor_sizes) if tensor_sizes is not None else [dim]
         if sum(sizes) != dim:
             raise ValueError(f"tensor_sizes={sizes} must add up to the parameter count {dim}")
+        read, write = _shared_state_runs(tuple(sizes))
         hidden = self.config.hidden_size
-        old = [s.view(hidden, n, dim) for s in state]
-        updates, written, offset = [], [], 0
-        for size in sizes:
-            part = grad[:, offset:offset + size].reshape(-1)
-            update, state_out = self(part, tuple(s[:, :, :size].reshape(hidden, -1) for s in old))
-            updates.append(update.view(n, size))
-            written.append([s.view(hidden, n, size) for s in state_out])
-            offset += size
-        # column j ends with the state of the last tensor that wrote it (size > j): one concatenation per state
-        pieces, covered = [], 0
-        for t in reversed(range(len(sizes))):
-            if sizes[t] > covered:
-                pieces.append((t, covered, sizes[t]))
-                covered = sizes[t]
-        new = []
-        for k, s in enumerate(old):
-            parts = [written[t][k][:, :, a:b] for t, a, b in pieces]
-            if covered < dim:
-                parts.append(s.new_zeros(hidden, n, dim - covered))
-            new.append(torch.cat(parts, dim=2))
-        return torch.cat(updates, dim=1), tuple(s.reshape(hidden, n * dim) for s in new)
+        # every tensor's coordinates read the old state's first columns; then one LSTM call for all of them
+        state_in = tuple(_ColumnRuns.apply(s.view(hidden, n, dim), read).view(hidden, n * dim) for s in state)
+        update, state_out = self(grad.reshape(-1), state_in)
+        # column j keeps the state of the last tensor that wrote it (zeros where none did)
+        new_state = tuple(_ColumnRuns.apply(s.view(hidden, n, dim), write).view(hidden, n * dim) for s in state_out)
+        return update.view(n, dim), new_state
+
+
+@functools.lru_cache(maxsize=32)
+def _shared_state_runs(sizes: tuple[int, ...]) -> tuple[tuple, tuple]:
+    """Defect (d) as column copies (source start, destination start, length) within each task's columns:
+    ``read`` gives tensor t's coordinates the old state's columns 0..size-1; ``write`` fills new state
+    column j from the last tensor with more than j coordinates (in layout order)."""
+    offsets = [sum(sizes[:t]) for t in range(len(sizes))]
+    read = tuple((0, offsets[t], size) for t, size in enumerate(sizes))
+    write, covered = [], 0
+    for t in reversed(range(len(sizes))):
+        if sizes[t] > covered:
+            write.append((offsets[t] + covered, covered, sizes[t] - covered))
+            covered = sizes[t]
+    return read, tuple(write)
+
+
+def _complement(ranges, width: int) -> tuple[tuple[int, int], ...]:
+    """The column ranges of [0, width) that none of ``ranges`` ((start, stop) pairs) covers."""
+    covered = torch.zeros(width, dtype=torch.bool)
+    for start, stop in ranges:
+        covered[start:stop] = True
+    edges = torch.diff(torch.cat((torch.tensor([0]), (~covered).int(), torch.tensor([0])))).nonzero().flatten().tolist()
+    return tuple(zip(edges[::2], edges[1::2]))
+
+
+@functools.lru_cache(maxsize=64)
+def _column_plan(runs: tuple, width: int) -> tuple:
+    """How ``_ColumnRuns`` writes its output and its gradient with one pass per run and no full zero-fill:
+    (output columns to zero, per run whether its gradient copies (first writer) or adds, gradient columns
+    to zero). Runs' destinations never overlap; a source range either is new or lies inside earlier ones."""
+    zero_out = _complement([(d, d + k) for _, d, k in runs], width)
+    covered, grad_ops = torch.zeros(width, dtype=torch.bool), []
+    for src, _, k in runs:
+        part = covered[src:src + k]
+        if part.all():
+            grad_ops.append("add")
+        elif not part.any():
+            grad_ops.append("copy")
+        else:
+            raise ValueError(f"runs={runs}: a source range overlaps earlier ones only in part")
+        covered[src:src + k] = True
+    zero_grad = _complement([(s, s + k) for s, _, k in runs], width)
+    return zero_out, tuple(grad_ops), zero_grad
+
+
+class _ColumnRuns(torch.autograd.Function):
+    """out[..., d:d+k] = x[..., s:s+k] for each run (s, d, k) along the last axis, zeros elsewhere; the
+    backward adds the runs back. Defect (d)'s state copies (slicing and cat would fill a whole zero
+    tensor per slice in backward)."""
+
+    @staticmethod
+    def forward(ctx, x, runs):
+        width = x.shape[-1]
+        zero_out, ctx.grad_ops, ctx.zero_grad = _column_plan(runs, width)
+        ctx.runs, ctx.width = runs, width
+        out = torch.empty_like(x)
+        for src, dst, k in runs:
+            out[..., dst:dst + k] = x[..., src:src + k]
+        for start, stop in zero_out:
+            out[..., start:stop] = 0
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad = torch.empty_like(grad_out)
+        for (src, dst, k), op in zip(ctx.runs, ctx.grad_ops):
+            if op == "copy":
+                grad[..., src:src + k] = grad_out[..., dst:dst + k]
+            else:
+                grad[..., src:src + k] += grad_out[..., dst:dst + k]
+        for start, stop in ctx.zero_grad:
+            grad[..., start:stop] = 0
+        return grad, None
 
 
 class InferenceRunner:
@@ -249,3 +311,63 @@ class InferenceRunner:
         for layer, c in enumerate(self.cells):
             out += [self.buffer[self._hidden_rows(layer)].clone(), c.clone()]
         return tuple(out)
+
+
+class SharedStateRunner:
+    """Defect (d) without autograd, in place: evaluation's fast path for ``shared_state_offset_bug``.
+
+    Same updates as ``step_tasks`` without its state copies (a task batch's state is ~25 MB, so copying
+    it several times a step dominated). Each parameter tensor of each task is one kernel call per layer
+    that reads the old state of columns 0..size-1 and writes its outputs into the tensor's own columns of
+    a second buffer; the updates come from there in one matmul. Then the new state is assembled in that
+    buffer: the first tensor (the largest) already sits in its columns; the later tensors' last-written
+    pieces are copied down and the columns none wrote are zeroed. Needs the fused kernels and a first
+    tensor at least as large as the others (``supported``); ``run_learned`` uses ``step_tasks`` otherwise.
+    """
+
+    def __init__(self, lstm: LSTMOptimizer, n_tasks: int, tensor_sizes, device=None, dtype=torch.float32):
+        self.sizes = tuple(int(s) for s in tensor_sizes)
+        if not self.supported(lstm, self.sizes, torch.empty(0, device=device, dtype=dtype)):
+            raise ValueError(f"tensor_sizes={self.sizes}: the shared-state runner needs the fused kernels, "
+                             "shared_state_offset_bug and a first tensor at least as large as the others")
+        cfg = lstm.config
+        self.lstm, self.n, self.dim, self.hidden = lstm, n_tasks, sum(self.sizes), cfg.hidden_size
+        self.offsets = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
+        width = n_tasks * self.dim
+        zeros = lambda: [torch.zeros(self.hidden, width, device=device, dtype=dtype) for _ in range(2 * cfg.num_layers)]
+        self.old, self.new = zeros(), zeros()
+        _, self.write_runs = _shared_state_runs(self.sizes)
+        self.write_runs = [(s, d, k) for s, d, k in self.write_runs if s != d]
+        self.zero_from = self.sizes[0]  # columns no tensor wrote: max(sizes) .. dim - 1
+        with torch.no_grad():
+            self.packed = [fused.pack(w, b) for w, b in zip(lstm.gate_weights, lstm.gate_biases)]
+            self.out_weight = lstm.output_weight * cfg.output_scale
+            self.out_bias = lstm.output_bias * cfg.output_scale
+
+    @staticmethod
+    def supported(lstm: LSTMOptimizer, tensor_sizes, example: torch.Tensor) -> bool:
+        sizes = list(tensor_sizes) if tensor_sizes is not None else []
+        return (lstm.config.shared_state_offset_bug and len(sizes) > 0 and sizes[0] == max(sizes)
+                and fused.usable(example, lstm.output_weight))
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> torch.Tensor:
+        """The updates (n_tasks * dim,) for the task-major gradients (n_tasks * dim,); advances the state."""
+        x_all, old, new, layers = self.lstm.features(grad), self.old, self.new, len(self.packed)
+        for i in range(self.n):
+            base = i * self.dim
+            for offset, size in zip(self.offsets, self.sizes):
+                read, own = slice(base, base + size), slice(base + offset, base + offset + size)
+                x = x_all[:, own]
+                for layer in range(layers):
+                    h, c = new[2 * layer][:, own], new[2 * layer + 1][:, own]
+                    fused.layer_step(self.packed[layer], x, old[2 * layer][:, read], old[2 * layer + 1][:, read], h, c)
+                    x = h
+        update = torch.addmm(self.out_bias.unsqueeze(1), self.out_weight, new[-2]).squeeze(0)
+        for s in new:  # the sources (later tensors' columns) lie past every destination (< sizes[0])
+            s3 = s.view(self.hidden, self.n, self.dim)
+            for src, dst, k in self.write_runs:
+                s3[..., dst:dst + k] = s3[..., src:src + k]
+            s3[..., self.zero_from:] = 0
+        self.old, self.new = new, old
+        return update

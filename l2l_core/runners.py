@@ -10,7 +10,7 @@ import torch
 from . import fused
 from .baselines import build_baseline
 from .checks import check_int
-from .lstm_optimizer import InferenceRunner, LSTMOptimizer
+from .lstm_optimizer import InferenceRunner, LSTMOptimizer, SharedStateRunner
 from .tasks import TaskBatch
 
 
@@ -41,7 +41,11 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
     kernels = fused.usable(theta)
     block = (n if kernels else LSTM_BLOCK) if block is None else check_int("block", block)
     bounds = [(a, min(a + block, n)) for a in range(0, n, block)]
-    if lstm.config.shared_state_offset_bug:  # thesis defect (d): state is shared across tensors, so one block
+    if SharedStateRunner.supported(lstm, tasks.tensor_sizes, theta):  # thesis defect (d), in place
+        bounds = [(0, n)]
+        shared = SharedStateRunner(lstm, theta.shape[0], tasks.tensor_sizes, device=theta.device, dtype=theta.dtype)
+        apply = lambda k, g: shared.step(g)
+    elif lstm.config.shared_state_offset_bug:  # thesis defect (d): state is shared across tensors, so one block
         bounds = [(0, n)]
         states = [lstm.initial_state(n, device=theta.device, dtype=theta.dtype)]
 

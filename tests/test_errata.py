@@ -10,7 +10,7 @@ from l2l_core import baselines
 from l2l_core.baselines import tune_all, tune_learning_rate
 from l2l_core.claims import Claim
 from l2l_core.errata import _on_off_rows
-from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer
+from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer, SharedStateRunner
 from l2l_core.meta_train import train_trajectory, unroll_segments
 from l2l_core.runners import run_learned
 from l2l_core.tasks import MLPFamily, QuadraticFamily
@@ -75,6 +75,30 @@ def test_shared_state_offset_bug_matches_the_thesis_loop():
     correct = LSTMOptimizer(LSTMConfig(), seed=3)
     good_update, _ = correct.step_tasks(grad, state, sizes)
     assert not torch.allclose(update, good_update)  # the defect changes the updates
+
+
+def test_shared_state_offset_bug_meta_gradients_match_the_thesis_loop():
+    """Meta-training differentiates through the defect: the gradients wrt the LSTM's weights, the gradient
+    input and the old state equal those of the thesis loop (a wrong column map changes them)."""
+    torch.manual_seed(2)
+    lstm = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True), seed=4)
+    sizes, n = (6, 3, 4, 2), 3
+    dim = sum(sizes)
+    state = tuple((0.5 * torch.randn(20, n * dim)).requires_grad_() for _ in range(4))
+    grad = torch.randn(n, dim, requires_grad=True)
+    weights = [torch.randn(n, dim)] + [torch.randn(20, n * dim) for _ in range(4)]
+
+    def gradients(step):
+        update, new_state = step(lstm, grad, state, sizes)
+        total = sum((w * t).sum() for w, t in zip(weights, (update, *new_state)))
+        inputs = [grad, *state, *lstm.parameters()]
+        return torch.autograd.grad(total, inputs)
+
+    ours = gradients(lambda m, g, s, z: m.step_tasks(g, s, z))
+    reference = gradients(_reference_shared_offset)
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert ours[1].abs().sum() > 0 and ours[-1].abs().sum() > 0  # the state and the weights get gradient
 
 
 @torch.no_grad()
@@ -156,3 +180,21 @@ def test_on_off_rows_say_whether_a_conclusion_survives_the_fix():
     on, off = _frame(-1.0, -1.0)
     (row,) = _on_off_rows("a", [claim], on, off, steps=10)
     assert (row["survives the fix"], row["defect changes the verdict"]) == ("yes", "no")
+
+
+@torch.no_grad()
+def test_shared_state_runner_matches_step_tasks():
+    """Evaluation's in-place path for defect (d) gives step_tasks' updates, step after step."""
+    torch.manual_seed(5)
+    lstm = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True), seed=6)
+    sizes, n = (70, 3, 12, 5), 3  # the first tensor is the largest, as a weight matrix before its bias
+    dim = sum(sizes)
+    runner = SharedStateRunner(lstm, n, sizes)
+    state = lstm.initial_state(n * dim)
+    for _ in range(4):
+        grad = torch.randn(n, dim)
+        expected, state = lstm.step_tasks(grad, state, sizes)
+        torch.testing.assert_close(runner.step(grad.reshape(-1)), expected.reshape(-1), rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(runner.old, state):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert not SharedStateRunner.supported(lstm, (3, 70), torch.empty(0))  # a larger later tensor: step_tasks
