@@ -77,25 +77,42 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
 
 
 def run_baselines(name: str, lrs: list[float], tasks: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the named torch.optim baseline at every rate in ``lrs`` at once (one param group per rate).
+    """Run the named torch.optim baseline at every rate in ``lrs`` at once (``run_baseline_set``).
 
     Returns losses (len(lrs), steps+1, n_tasks) and final parameters (len(lrs), n_tasks, dim).
-    Tasks never interact and these optimizers are elementwise, so this equals separate runs.
+    """
+    return run_baseline_set([(name, lr) for lr in lrs], tasks, steps)
+
+
+def run_baseline_set(baselines: list[tuple[str, float]], tasks: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run several (name, lr) baselines on the same ``tasks`` at once: the tasks are stacked once per baseline
+    (``repeat``: each step's minibatches are gathered once for all copies) and every name gets one torch.optim
+    optimizer with one param group per rate. Tasks never interact and these optimizers are elementwise, so
+    this equals separate runs (to float rounding: the stacked first-layer product sums in another order).
+
+    Returns losses (len(baselines), steps+1, n_tasks) and final parameters (len(baselines), n_tasks, dim).
     """
     check_int("steps", steps)
-    stacked = tasks.repeat(len(lrs))
+    if not baselines:
+        raise ValueError("baselines=[] must name at least one (optimizer, lr) pair")
+    stacked = tasks.repeat(len(baselines))
     start = tasks.initial_params()
-    params = [start.clone().requires_grad_(True) for _ in lrs]
-    optimizer = build_baseline(name, [{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=lrs[0])
+    params = [start.clone().requires_grad_(True) for _ in baselines]
+    groups: dict[str, list[dict]] = {}
+    for (name, lr), p in zip(baselines, params):
+        groups.setdefault(name, []).append({"params": [p], "lr": lr})
+    optimizers = [build_baseline(name, g, lr=g[0]["lr"]) for name, g in groups.items()]
     losses = []
     for t in range(steps + 1):
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
         loss = stacked.loss(torch.cat(params), t)
-        losses.append(loss.detach().view(len(lrs), tasks.n_tasks))
+        losses.append(loss.detach().view(len(baselines), tasks.n_tasks))
         if t == steps:
             break
         loss.sum().backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
     return torch.stack(losses, dim=1), torch.stack([p.detach() for p in params])
 
 

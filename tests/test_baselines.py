@@ -4,8 +4,8 @@ import torch
 import l2l_core.baselines as baselines
 from l2l_core.baselines import BASELINES, LR_GRID, Baseline, build_baseline, tune_learning_rate
 from l2l_core.evaluate import evaluate
-from l2l_core.runners import run_baseline, run_baselines
-from l2l_core.tasks import QuadraticFamily
+from l2l_core.runners import run_baseline, run_baseline_set, run_baselines
+from l2l_core.tasks import MLPFamily, QuadraticFamily
 
 EXPECTED = {
     "sgd": (torch.optim.SGD, dict(momentum=0, nesterov=False)),
@@ -81,3 +81,18 @@ def test_baseline_rejects_unknown_name_and_bad_lr():
         Baseline("adamw", 0.1)
     with pytest.raises(ValueError, match="lr=0"):
         Baseline("adam", 0)
+
+
+def test_a_set_of_different_baselines_equals_separate_runs_on_mlps(tiny_mnist_root):
+    """Stacked copies share each step's minibatch gather; every (optimizer, rate) still runs as if alone."""
+    tasks = MLPFamily(dataset="mnist", hidden=(6,), data_root=tiny_mnist_root).sample(3, 0)
+    pairs = [("sgd", 0.5), ("adam", 0.01), ("nag", 0.1), ("adam", 0.1), ("rmsprop", 0.003)]
+    losses, thetas = run_baseline_set(pairs, tasks, 12)
+    assert losses.shape == (5, 13, 3) and thetas.shape == (5, 3, tasks.dim)
+    for k, (name, lr) in enumerate(pairs):
+        alone, theta = run_baseline(name, lr, tasks, 12)
+        torch.testing.assert_close(losses[k], alone, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(thetas[k], theta, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(losses[1], losses[3])  # Adam at two rates: two different runs
+    with pytest.raises(ValueError, match="baselines"):
+        run_baseline_set([], tasks, 3)

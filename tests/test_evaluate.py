@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from l2l_core.baselines import Baseline
-from l2l_core.evaluate import compare, evaluate, mean_ci, summarize
+from l2l_core.evaluate import compare, evaluate, evaluate_together, mean_ci, summarize
 from l2l_core.lstm_optimizer import LSTMOptimizer
 from l2l_core.tasks import QuadraticFamily
 
@@ -72,3 +72,20 @@ def test_blockwise_lstm_application_equals_one_block():
     blocks, theta_blocks = run_learned(lstm, tasks, 15, block=13)  # blocks straddle task boundaries
     torch.testing.assert_close(blocks, whole)
     torch.testing.assert_close(theta_blocks, theta_whole)
+
+
+def test_evaluating_together_gives_each_optimizer_its_own_frame(tiny_mnist_root):
+    from l2l_core.tasks import MLPFamily
+
+    fam = MLPFamily(dataset="mnist", hidden=(5,), data_root=tiny_mnist_root)
+    optimizers = {"LSTM": LSTMOptimizer(fam.default_lstm, seed=1), "SGD": Baseline("sgd", 0.3),
+                  "Adam": Baseline("adam", 0.01)}
+    together = evaluate_together(optimizers, fam, n_tasks=3, steps=6, seed=2)
+    assert list(together.optimizer.unique()) == list(optimizers)
+    for label, optimizer in optimizers.items():
+        alone = evaluate(optimizer, fam, n_tasks=3, steps=6, seed=2, label=label)
+        mine = together[together.optimizer == label].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine.drop(columns=["loss", "final_accuracy"]),
+                                      alone.drop(columns=["loss", "final_accuracy"]))
+        np.testing.assert_allclose(mine.loss, alone.loss, rtol=1e-4)
+        np.testing.assert_allclose(mine.final_accuracy, alone.final_accuracy)
