@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from .checks import check_choice, check_int, check_seed
 from .lstm_optimizer import LSTMConfig
@@ -140,14 +139,11 @@ class MLPShape:
 
     def unflatten(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Views (W (n, in, out), b (n, out)) of a flat (n, dim) parameter matrix."""
-        out, offset = [], 0
-        for fan_in, fan_out in self.layers:
-            W = theta[:, offset : offset + fan_in * fan_out].view(-1, fan_in, fan_out)
-            offset += fan_in * fan_out
-            b = theta[:, offset : offset + fan_out]
-            offset += fan_out
-            out.append((W, b))
-        return out
+        # one split, not a slice per tensor: its backward writes the gradient once, where slicing zero-fills
+        # a whole (n, dim) gradient per tensor and adds them up
+        parts = torch.split(theta, self.tensor_sizes, dim=1)
+        return [(parts[2 * k].view(-1, fan_in, fan_out), parts[2 * k + 1])
+                for k, (fan_in, fan_out) in enumerate(self.layers)]
 
     def init(self, task_seed: int) -> torch.Tensor:
         """torch.nn.Linear's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as in the thesis code."""
@@ -237,8 +233,10 @@ class MLPTasks(TaskBatch):
         logits = self.logits(theta, self.x[rows], copies)
         n, B, C = logits.shape
         labels = self.y[rows].repeat(copies, 1)
-        ce = F.cross_entropy(logits.reshape(n * B, C), labels.reshape(n * B), reduction="none")
-        return ce.view(n, B).mean(1)
+        # cross-entropy with the classes along dim 0: PyTorch's log-softmax over a short last dimension (10
+        # classes) is ~5x slower than across a transposed view (10k rows: 0.67 ms vs 0.13 ms), same values
+        log_p = torch.log_softmax(logits.reshape(n * B, C).t(), 0)
+        return -log_p.gather(0, labels.reshape(1, n * B)).view(n, B).mean(1)
 
     @torch.no_grad()
     def accuracy(self, theta: torch.Tensor) -> torch.Tensor:
