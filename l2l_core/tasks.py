@@ -230,7 +230,9 @@ class MLPTasks(TaskBatch):
         copies = self.copies if self.copies > 1 and len(self.task_seeds) % self.copies == 0 else 1
         base = self if copies == 1 else self.subset(0, len(self.task_seeds) // copies)
         rows = base.minibatch_indices(step)
-        logits = self.logits(theta, self.x[rows], copies)
+        # index_select copies whole rows (x[rows] indexes element by element: ~1.5x slower here)
+        x = self.x.index_select(0, rows.reshape(-1)).view(*rows.shape, self.x.shape[1])
+        logits = self.logits(theta, x, copies)
         n, B, C = logits.shape
         labels = self.y[rows].repeat(copies, 1)
         # cross-entropy with the classes along dim 0: PyTorch's log-softmax over a short last dimension (10
