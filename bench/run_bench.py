@@ -1,9 +1,9 @@
 """`make bench`: time the engine's hot paths on this machine and write bench/results.json.
 
 Workloads: one MNIST meta-training trajectory (100 steps, unroll 20, batch 128, 784-20-10 sigmoid,
-preprocessing on) for the plain reference, for the engine with its fused LSTM-cell kernels switched off
+preprocessing on) for the plain reference, for the engine with its fused LSTM layer kernels switched off
 and on, median of ``--repeats``; evaluation of the LSTM (kernels on and off) and of the four baselines
-on MNIST test tasks. All in one process, so the rows compare like with like.
+on MNIST test tasks, one at a time and together (as ``compare`` runs them). All in one process, so the rows compare like with like.
 
 GFLOP/s are nominal: the LSTM's matmul FLOPs of the mathematics (forward; a trajectory counts backward as
 twice forward), whatever an implementation actually executes (the fused kernels recompute the gates in
