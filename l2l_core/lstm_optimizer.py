@@ -7,7 +7,6 @@ parameters and any number of stacked tasks. Gates are fused (one matmul per laye
 from __future__ import annotations
 
 import functools
-import functools
 import math
 from dataclasses import asdict, dataclass
 
