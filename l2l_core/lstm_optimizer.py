@@ -232,6 +232,15 @@ class _ColumnRuns(torch.autograd.Function):
         return grad, None
 
 
+@torch.no_grad()
+def _kernel_weights(lstm: LSTMOptimizer) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """What the no-tape runners apply: each layer's packed [W | b] for the kernels, and the output weight and
+    bias with the output scale folded in."""
+    scale = lstm.config.output_scale
+    packed = [fused.pack(w, b) for w, b in zip(lstm.gate_weights, lstm.gate_biases)]
+    return packed, lstm.output_weight * scale, lstm.output_bias * scale
+
+
 class InferenceRunner:
     """The LSTM applied step after step to ``n`` coordinates without autograd, in preallocated buffers.
 
@@ -262,9 +271,7 @@ class InferenceRunner:
             self.weights = [torch.cat((w0[:, :I], b0, w0[:, I:]), dim=1)]
             if cfg.num_layers == 2:
                 self.weights.append(torch.cat((lstm.gate_biases[1].unsqueeze(1), lstm.gate_weights[1]), dim=1))
-            self.packed = [fused.pack(w, b) for w, b in zip(lstm.gate_weights, lstm.gate_biases)]
-            self.out_weight = lstm.output_weight * cfg.output_scale
-            self.out_bias = lstm.output_bias * cfg.output_scale
+            self.packed, self.out_weight, self.out_bias = _kernel_weights(lstm)
 
     def _gates(self) -> torch.Tensor:
         if self.gates is None:
@@ -338,10 +345,7 @@ class SharedStateRunner:
         _, self.write_runs = _shared_state_runs(self.sizes)
         self.write_runs = [(s, d, k) for s, d, k in self.write_runs if s != d]
         self.zero_from = self.sizes[0]  # columns no tensor wrote: max(sizes) .. dim - 1
-        with torch.no_grad():
-            self.packed = [fused.pack(w, b) for w, b in zip(lstm.gate_weights, lstm.gate_biases)]
-            self.out_weight = lstm.output_weight * cfg.output_scale
-            self.out_bias = lstm.output_bias * cfg.output_scale
+        self.packed, self.out_weight, self.out_bias = _kernel_weights(lstm)
 
     @staticmethod
     def supported(lstm: LSTMOptimizer, tensor_sizes, example: torch.Tensor) -> bool:
