@@ -28,21 +28,31 @@ from .seeding import derive_seed
 from .tasks import TaskBatch
 
 
-def unroll_segments(steps: int, unroll: int, meta_update_schedule_bug: bool = False) -> list[range]:
-    """The update indices of each unroll; together they cover range(steps) exactly once.
+def unroll_segments(steps: int, unroll: int, meta_update_schedule_bug: bool = False) -> list[tuple[range, bool]]:
+    """(update indices, meta-trained?) of each unroll; together they cover range(steps) once, in order.
 
-    ``meta_update_schedule_bug`` reproduces defect (c) of the thesis code, whose meta-update fired
-    whenever ``t % unroll == 0``: unrolls {0}, {1..unroll}, ..., ending at the last multiple of
-    ``unroll`` below ``steps``; the updates after it (81-99 for 100 steps, unroll 20) never get a
-    meta-gradient, so they are not run at all.
+    Update t turns theta_t into theta_{t+1}. Normally every unroll is meta-trained.
+    ``meta_update_schedule_bug`` reproduces defect (c) of the thesis code: its loop took the loss at
+    each step *before* that step's update, fired the meta-update when ``t % unroll == 0`` and then
+    detached the update just made, so only updates 1..unroll-1, unroll+1..2*unroll-1, ... up to the
+    last boundary below ``steps`` get a meta-gradient (1-19, 21-39, 41-59, 61-79 for 100 steps, unroll 20);
+    the updates at the boundaries (0, 20, 40, 60, 80) and all after the last one (81-99) are run untrained.
     """
     check_int("steps", steps)
     check_int("unroll", unroll)
     if unroll > steps:
         raise ValueError(f"unroll={unroll} must not exceed steps={steps}")
-    if meta_update_schedule_bug:
-        return [range(0, 1)] + [range(s - unroll + 1, s + 1) for s in range(unroll, steps, unroll)]
-    return [range(s, min(s + unroll, steps)) for s in range(0, steps, unroll)]
+    if not meta_update_schedule_bug:
+        return [(range(s, min(s + unroll, steps)), True) for s in range(0, steps, unroll)]
+    segments, boundaries = [], list(range(0, steps, unroll))
+    for b, nxt in zip(boundaries, boundaries[1:] + [None]):
+        segments.append((range(b, b + 1), False))
+        if nxt is None:  # after the last boundary: run, never meta-trained
+            if b + 1 < steps:
+                segments.append((range(b + 1, steps), False))
+        elif b + 1 < nxt:
+            segments.append((range(b + 1, nxt), True))
+    return segments
 
 
 @dataclass
@@ -70,7 +80,7 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
     theta = theta.detach()
     state = lstm.initial_state(theta.numel(), device=theta.device, dtype=theta.dtype)
     unroll_losses, skipped = [], 0
-    for k, segment in enumerate(segments):
+    for k, (segment, trained) in enumerate(segments):
         meta_loss = theta.new_zeros(())
         first_bad = None
         for t in segment:
@@ -83,7 +93,8 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
             if t + 1 < steps:
                 (grad,) = torch.autograd.grad(loss.sum(), theta, retain_graph=True)
         meta_optimizer.zero_grad(set_to_none=True)
-        if first_bad is None:
+        bad_grads = []
+        if first_bad is None and trained:
             meta_loss.backward()
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(lstm.parameters(), grad_clip)
@@ -97,7 +108,8 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
             warnings.warn(f"non-finite {where}: meta-update skipped and the rest of this trajectory dropped",
                           NonFiniteWarning, stacklevel=2)
             break
-        meta_optimizer.step()
+        if trained:
+            meta_optimizer.step()
         theta = theta.detach()
         state = tuple(s.detach() for s in state)
     return TrajectoryResult(unroll_losses, skipped)
@@ -119,6 +131,16 @@ class MetaTrainResult:
     history: pd.DataFrame
     best_epoch: int
     resumed_after_epoch: int = 0  # 0: trained from scratch
+    # budget (trajectories) -> the best LSTM among the validations made within that budget: exactly what a
+    # run with that smaller budget would have selected (its trajectories are the same ones, in the same order)
+    best_within: dict = None
+
+    def best_within_budget(self, trajectories: int) -> LSTMOptimizer:
+        """The LSTM that a run of ``trajectories`` trajectories (a budget given to ``snapshot_budgets``) selects."""
+        if trajectories not in (self.best_within or {}):
+            raise ValueError(f"trajectories={trajectories} is not a recorded budget; recorded: "
+                             f"{sorted(self.best_within or {})}")
+        return self.best_within[trajectories]
 
 
 TRAINING_STATE_FORMAT = "l2l-meta-train-state/1"
@@ -146,12 +168,17 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
                trajectories_per_epoch: int = 20, tasks_per_trajectory: int = 1, steps: int = 100,
                unroll: int = 20, n_val_tasks: int = 20, seed: int = 0, grad_clip: float | None = None,
                progress: bool = True, checkpoint_path: str | Path | None = None,
-               meta_update_schedule_bug: bool = False) -> MetaTrainResult:
+               meta_update_schedule_bug: bool = False, snapshot_budgets=()) -> MetaTrainResult:
     """Meta-train an LSTM optimizer on ``family``'s meta-train tasks, selecting by meta-validation.
 
     ``config`` and ``meta_lr`` default to the family's (no preprocessing, scale 1.0, lr 0.003 on
     quadratics; preprocessing, scale 0.1, lr 0.01 on MLPs, as in the thesis code). Epoch 0 of the
-    history is the untrained LSTM. Same arguments and seed -> the same numbers.
+    history is the untrained LSTM; its ``trajectories`` column counts the trajectories seen (the x axis
+    of a meta-training curve). Same arguments and seed -> the same numbers.
+
+    ``snapshot_budgets`` (trajectory counts, multiples of ``trajectories_per_epoch``) also keep the LSTM
+    that a shorter run would have selected (``MetaTrainResult.best_within_budget``), so one long run
+    serves experiments with smaller budgets.
 
     With ``checkpoint_path``, the whole training state (LSTM, Adam, best so far, history) is written
     atomically after every epoch; calling again with the same arguments resumes after the last
@@ -168,6 +195,12 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     unroll_segments(steps, unroll)
     if grad_clip is not None:
         check_positive_float("grad_clip", grad_clip)
+    for budget in snapshot_budgets:
+        check_int("snapshot_budgets (each)", budget)
+        if budget % trajectories_per_epoch or budget > epochs * trajectories_per_epoch:
+            raise ValueError(f"snapshot_budgets contains {budget}; each must be a multiple of "
+                             f"trajectories_per_epoch={trajectories_per_epoch} and at most epochs x "
+                             f"trajectories_per_epoch={epochs * trajectories_per_epoch}")
 
     device = getattr(family, "device", "cpu")
     lstm = LSTMOptimizer(config, seed=seed).to(device)
@@ -176,18 +209,21 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     signature = dict(family=family.describe(), config=config.to_dict(), meta_lr=meta_lr, epochs=epochs,
                      trajectories_per_epoch=trajectories_per_epoch, tasks_per_trajectory=tasks_per_trajectory,
                      steps=steps, unroll=unroll, n_val_tasks=n_val_tasks, seed=seed, grad_clip=grad_clip,
-                     **({"meta_update_schedule_bug": True} if meta_update_schedule_bug else {}))
+                     **({"meta_update_schedule_bug": True} if meta_update_schedule_bug else {}),
+                     **({"snapshot_budgets": sorted(snapshot_budgets)} if snapshot_budgets else {}))
     saved = _load_training_state(checkpoint_path, signature) if checkpoint_path else None
     if saved:
         lstm.load_state_dict(saved["lstm"])
         meta_optimizer.load_state_dict(saved["meta_optimizer"])
         best_score, best_state, best_epoch = saved["best_score"], saved["best_state"], saved["best_epoch"]
         rows, first_epoch = saved["rows"], saved["epoch"] + 1
+        within = saved["best_within"]
     else:
         best_score = validation_score(lstm, val_tasks, steps)
         best_state, best_epoch = copy.deepcopy(lstm.state_dict()), 0
-        rows, first_epoch = [dict(epoch=0, meta_loss=math.nan, val_loss_sum=best_score, skipped_updates=0,
-                                  seconds=0.0)], 1
+        rows, first_epoch = [dict(epoch=0, trajectories=0, meta_loss=math.nan, val_loss_sum=best_score,
+                                  skipped_updates=0, seconds=0.0)], 1
+        within = {}
     bar = tqdm(total=epochs * trajectories_per_epoch, initial=(first_epoch - 1) * trajectories_per_epoch,
                desc=f"meta-train {family.describe()}", disable=not progress)
     for epoch in range(first_epoch, epochs + 1):
@@ -201,18 +237,25 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
         score = validation_score(lstm, val_tasks, steps)
         if score < best_score:
             best_score, best_state, best_epoch = score, copy.deepcopy(lstm.state_dict()), epoch
-        rows.append(dict(epoch=epoch, meta_loss=sum(losses) / len(losses), val_loss_sum=score,
-                         skipped_updates=skipped, seconds=time.perf_counter() - start))
+        rows.append(dict(epoch=epoch, trajectories=epoch * trajectories_per_epoch, meta_loss=sum(losses) / len(losses),
+                         val_loss_sum=score, skipped_updates=skipped, seconds=time.perf_counter() - start))
+        if epoch * trajectories_per_epoch in snapshot_budgets:
+            within[epoch * trajectories_per_epoch] = dict(state=copy.deepcopy(best_state), epoch=best_epoch)
         bar.set_postfix(val=f"{score:.4g}", best=f"{best_score:.4g}")
         if checkpoint_path:
             atomic_torch_save(dict(format=TRAINING_STATE_FORMAT, signature=signature, epoch=epoch,
                                    lstm=lstm.state_dict(), meta_optimizer=meta_optimizer.state_dict(),
-                                   best_state=best_state, best_score=best_score, best_epoch=best_epoch, rows=rows),
+                                   best_state=best_state, best_score=best_score, best_epoch=best_epoch, rows=rows,
+                                   best_within=within),
                               checkpoint_path)
     bar.close()
-    best = LSTMOptimizer(config, seed=seed).to(device)
-    best.load_state_dict(best_state)
-    return MetaTrainResult(best, lstm, pd.DataFrame(rows), best_epoch, first_epoch - 1)
+    def restored(state):
+        net = LSTMOptimizer(config, seed=seed).to(device)
+        net.load_state_dict(state)
+        return net
+
+    return MetaTrainResult(restored(best_state), lstm, pd.DataFrame(rows), best_epoch, first_epoch - 1,
+                           {budget: restored(w["state"]) for budget, w in within.items()})
 
 
 def search_meta_lr(family, lrs=(0.001, 0.003, 0.01, 0.03), **kwargs) -> tuple[float, pd.DataFrame]:

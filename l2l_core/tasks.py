@@ -18,6 +18,11 @@ from .lstm_optimizer import LSTMConfig
 from .seeding import derive_seed, generator
 
 SPLITS = ("meta_train", "meta_val", "test")
+# How an MLP optimizee's weights start. "thesis": every weight N(0, 0.001^2), every bias 0, as the thesis code's
+# optimizee network draws them (the paper's released code: N(0, 0.01^2)); near-zero weights start a sigmoid MLP on
+# a flat plateau. "pytorch": torch.nn.Linear's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases.
+MLP_INITS = ("thesis", "pytorch")
+THESIS_INIT_STD = 0.001
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "relu": torch.relu}
 QUADRATIC_DISTRIBUTIONS = ("gaussian", "uniform")
 
@@ -145,13 +150,17 @@ class MLPShape:
         return [(parts[2 * k].view(-1, fan_in, fan_out), parts[2 * k + 1])
                 for k, (fan_in, fan_out) in enumerate(self.layers)]
 
-    def init(self, task_seed: int) -> torch.Tensor:
-        """torch.nn.Linear's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as in the thesis code."""
+    def init(self, task_seed: int, init: str = "thesis") -> torch.Tensor:
+        """Initial flat parameters of one task, drawn from ``task_seed`` by the rule ``init`` (see MLP_INITS)."""
+        check_choice("init", init, MLP_INITS)
         g = torch.Generator().manual_seed(task_seed)
         parts = []
         for fan_in, fan_out in self.layers:
-            bound = 1.0 / math.sqrt(fan_in)
-            parts.append(torch.empty(fan_in * fan_out + fan_out).uniform_(-bound, bound, generator=g))
+            if init == "thesis":
+                parts += [torch.randn(fan_in * fan_out, generator=g) * THESIS_INIT_STD, torch.zeros(fan_out)]
+            else:
+                bound = 1.0 / math.sqrt(fan_in)
+                parts.append(torch.empty(fan_in * fan_out + fan_out).uniform_(-bound, bound, generator=g))
         return torch.cat(parts)
 
 
@@ -167,6 +176,7 @@ class MLPTasks(TaskBatch):
     shape: MLPShape
     activation: str
     batch_size: int
+    init: str
     x: torch.Tensor
     y: torch.Tensor
     fit_idx: torch.Tensor
@@ -189,7 +199,7 @@ class MLPTasks(TaskBatch):
         return self.shape.tensor_sizes
 
     def initial_params(self) -> torch.Tensor:
-        return torch.stack([self.shape.init(s) for s in self.task_seeds]).to(self.x.device)
+        return torch.stack([self.shape.init(s, self.init) for s in self.task_seeds]).to(self.x.device)
 
     def minibatch_indices(self, step: int) -> torch.Tensor:
         """(n_tasks, batch_size) rows of ``x``; a pure function of (task seed, step)."""
@@ -252,12 +262,13 @@ _DEVICE_DATA: dict = {}
 
 @dataclass(frozen=True)
 class MLPFamily:
-    """MLP classifiers on an image data set (784-20-10 sigmoid on MNIST in the thesis)."""
+    """MLP classifiers on an image data set (784-20-10 sigmoid on MNIST in the thesis), initialised by ``init``."""
 
     dataset: str = "mnist"
     hidden: tuple[int, ...] = (20,)
     activation: str = "sigmoid"
     batch_size: int = 128
+    init: str = "thesis"
     data_root: str | None = None
     device: str = "cpu"
     name = "mlp"
@@ -275,9 +286,10 @@ class MLPFamily:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         check_choice("activation", self.activation, ACTIVATIONS)
         check_int("batch_size", self.batch_size)
+        check_choice("init", self.init, MLP_INITS)
 
     def describe(self) -> str:
-        return f"{self.dataset}-mlp-{'-'.join(map(str, self.hidden))}-{self.activation}"
+        return f"{self.dataset}-mlp-{'-'.join(map(str, self.hidden))}-{self.activation}-init-{self.init}"
 
     @property
     def data(self):
@@ -313,7 +325,7 @@ class MLPFamily:
         check_seed("seed", seed)
         check_choice("split", split, SPLITS)
         seeds = [derive_seed("mlp", self.dataset, seed, split, i) for i in range(n_tasks)]
-        return MLPTasks(self.shape, self.activation, self.batch_size, *self._split(split), seeds)
+        return MLPTasks(self.shape, self.activation, self.batch_size, self.init, *self._split(split), seeds)
 
 
 FAMILIES = {"quadratic": QuadraticFamily, "mlp": MLPFamily}

@@ -26,8 +26,9 @@ class RecordingLSTM(LSTMOptimizer):
 
 @pytest.mark.parametrize("steps,unroll", [(100, 20), (100, 30), (7, 7), (5, 1)])
 def test_unroll_segments_cover_every_step_once(steps, unroll):
-    covered = [t for seg in unroll_segments(steps, unroll) for t in seg]
-    assert covered == list(range(steps))
+    for bug in (False, True):
+        covered = [t for seg, _ in unroll_segments(steps, unroll, bug) for t in seg]
+        assert covered == list(range(steps))
 
 
 def test_every_step_is_meta_trained_and_gradient_inputs_are_detached():
