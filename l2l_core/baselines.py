@@ -7,6 +7,7 @@ defect can be switched on, for the errata chapter only, with ``tune_all(..., tun
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
@@ -68,12 +69,27 @@ class TuningResult:
         return Baseline(self.name, self.lr)
 
 
-def tune_learning_rate(name: str, family, n_tasks: int = 20, steps: int = 100, seed: int = 0,
-                       grid: tuple[float, ...] = LR_GRID, tuned_as: str | None = None) -> TuningResult:
-    """Pick the rate in ``grid`` with the smallest mean summed loss (steps 0..T-1) on meta-validation tasks.
+def _next_rate(lr: float, up: bool) -> float:
+    """The neighbour of ``lr`` on the half-decade grid (..., 0.1, 0.3, 1, 3, 10, ...)."""
+    exponent = math.floor(math.log10(lr) + 1e-9)
+    three = round(lr / 10 ** exponent) == 3
+    factor = (10 / 3 if three else 3) if up else (1 / 3 if three else 0.3)
+    return float(f"{lr * factor:.3g}")
 
-    Rates whose runs diverge (non-finite loss) are never chosen. ``tuned_as`` (errata chapter only)
-    picks the rate with another optimizer's runs and hands it to ``name``, as the thesis code did.
+
+MAX_WIDENING = 6  # at most this many rates are added beyond an edge of the grid
+
+
+def tune_learning_rate(name: str, family, n_tasks: int = 20, steps: int = 100, seed: int = 0,
+                       grid: tuple[float, ...] = LR_GRID, tuned_as: str | None = None,
+                       widen: bool = True) -> TuningResult:
+    """Pick the rate with the smallest mean summed loss (steps 0..T-1) on meta-validation tasks.
+
+    A rate at an edge of ``grid`` is no tuned rate: with ``widen`` the grid is extended past that edge, one
+    half-decade at a time (at most ``MAX_WIDENING`` rates), until the best rate is interior; the table holds every
+    rate tried, in decreasing order (the final grid). Rates whose runs diverge (non-finite loss) are never chosen.
+    ``tuned_as`` (errata chapter only) picks the rate with another optimizer's runs and hands it to ``name``, as
+    the thesis code did.
     """
     from .runners import run_baselines
 
@@ -89,15 +105,31 @@ def tune_learning_rate(name: str, family, n_tasks: int = 20, steps: int = 100, s
         check_positive_float("lr (in grid)", lr)
     tasks = family.sample(n_tasks, seed, split="meta_val")
     runner = tuned_as or name
-    losses, _ = run_baselines(runner, list(grid), tasks, steps)
-    sums = losses[:, :steps, :].sum(1)  # (n_lrs, n_tasks)
-    score = torch.where(torch.isfinite(sums).all(1), sums.mean(1), torch.full_like(sums[:, 0], math.inf))
-    table = pd.DataFrame({"optimizer": baseline_label(name), "lr": list(grid), "loss_sum": score.tolist()})
+    scores: dict[float, float] = {}
+
+    def score(rates):
+        losses, _ = run_baselines(runner, list(rates), tasks, steps)
+        sums = losses[:, :steps, :].sum(1)  # (n_lrs, n_tasks)
+        finite = torch.isfinite(sums).all(1)
+        scores.update({lr: (float(sums[k].mean()) if finite[k] else math.inf) for k, lr in enumerate(rates)})
+
+    score(sorted(set(grid), reverse=True))
+    for _ in range(MAX_WIDENING if widen else 0):
+        rates = sorted(scores, reverse=True)
+        best = min(rates, key=lambda lr: scores[lr])
+        if not math.isfinite(scores[best]) or best not in (rates[0], rates[-1]) or len(rates) == 1:
+            break
+        score([_next_rate(best, up=best == rates[0])])
+    rates = sorted(scores, reverse=True)
+    table = pd.DataFrame({"optimizer": baseline_label(name), "lr": rates, "loss_sum": [scores[r] for r in rates]})
     if tuned_as is not None:
         table["tuned_as"] = baseline_label(tuned_as)
-    if not torch.isfinite(score).any():
-        raise RuntimeError(f"every learning rate in grid={grid} diverged for optimizer={runner!r}")
-    best = float(grid[int(torch.argmin(score))])
+    if not any(math.isfinite(v) for v in scores.values()):
+        raise RuntimeError(f"every learning rate in grid={tuple(rates)} diverged for optimizer={runner!r}")
+    best = min(rates, key=lambda lr: scores[lr])
+    if widen and best in (rates[0], rates[-1]) and len(rates) > 1:
+        warnings.warn(f"{baseline_label(name)}: the best rate {best:g} is still at the edge of the grid after "
+                      f"widening it to {rates[-1]:g}..{rates[0]:g}", stacklevel=2)
     return TuningResult(name, best, table, tuned_as)
 
 

@@ -1,61 +1,218 @@
-"""Claim checks: a thesis claim next to what our runs show, decided by paired 95% confidence intervals.
+"""Claim checks: a thesis claim next to what our runs show, with a verdict from one-sided tests.
 
-All optimizers are evaluated on the same tasks and minibatches, so each (seed, task) gives a paired
-difference LSTM - baseline. Kinds of claim:
+Every LSTM meta-trained from seed s runs on the same held-out tasks i as the baselines, so each baseline
+gives a crossed table of paired differences d_si = LSTM - baseline (oriented so that negative means the
+LSTM is better). Seeds and tasks are both random draws, so the mean difference gets its interval and
+p-values from ``stats.crossed_mean_ci``; pooling all S*I runs as independent would ignore that a bad seed
+shifts every one of its tasks, and overstate certainty.
 
-- ``lstm_wins``: holds when every baseline's difference CI lies on the LSTM's side of zero, does not
-  hold when some baseline's lies on the other side, inconclusive otherwise;
-- ``lstm_fails``: holds when some baseline is significantly better, does not hold when the LSTM is
-  significantly better than all, inconclusive otherwise;
-- ``no_lstm_advantage``: holds unless the LSTM is significantly better than every baseline.
+A ``Claim`` is a conjunction of ``Part``s; each part is a statement about the LSTM versus a set of
+baselines (``KINDS``), some with an equivalence margin delta = ``MARGINS[kind]`` * |baseline's mean|.
+Each part and claim gets two p-values, p_holds (H1: the claim is true) and p_fails (H1: it is false);
+the verdict at ``ALPHA`` = 0.025 per direction (as 95% two-sided intervals) is "holds", "does not hold",
+or "inconclusive" when neither test rejects. The same rule is applied to each meta-training seed alone
+and the row counts the seeds on which the claim holds.
 
-``baseline`` restricts the comparison to one named baseline (e.g. "NAG overtakes the LSTM").
+A run whose metric is NaN (it diverged within the metric's window) is scored as the worst finite value
+of that metric in the setting (largest loss, smallest accuracy) and counted, instead of being dropped:
+dropping would remove exactly the tasks on which an optimizer fails. ``holm_verdicts`` adjusts the
+p-values of a whole claims table (Holm-Bonferroni), since the book draws conclusions from all of them.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 from .checks import check_choice
-from .evaluate import LSTM_LABEL, mean_ci
+from .evaluate import LSTM_LABEL
+from .stats import CrossedCI, crossed_mean_ci, holm
 
 VERDICTS = ("holds", "does not hold", "inconclusive", "not run")
-KINDS = ("lstm_wins", "lstm_fails", "no_lstm_advantage")
+KINDS = ("better", "worse", "negligible", "wide_margin", "no_advantage")
+ALPHA = 0.025  # per direction: matches the 95% two-sided intervals shown in the rows
+
+# Relative margins, as a fraction of |the baseline's mean metric| (for sum@100: of its summed loss).
+MARGINS = {
+    # "the LSTM and the baseline are about equal": the difference lies within +-5% (TOST equivalence test)
+    "negligible": 0.05,
+    # "the LSTM wins by a wide margin": at least 10% lower summed loss than each listed baseline
+    "wide_margin": 0.10,
+    # "no advantage for the LSTM": against at least one listed baseline the LSTM is not better by more than 5%
+    # (non-superiority); a 5% edge is what a reader would not call an advantage
+    "no_advantage": 0.05,
+}
+_LEGACY_KINDS = {"lstm_wins": "better", "lstm_fails": "worse", "no_lstm_advantage": "no_advantage"}
+
+COLUMNS = ["experiment", "setting", "claim", "thesis", "source", "metric", "test", "ours", "seeds",
+           "seeds_holding", "n_seeds", "n_tasks", "verdict", "p_holds", "p_fails", "lstm", "lstm_lo", "lstm_hi",
+           "best_baseline", "best_baseline_value", "difference", "difference_lo", "difference_hi", "margin",
+           "diverged_runs"]
 
 
-def per_task_metric(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One value per (optimizer, seed, task): 'sum@K' (loss summed over steps 0..K-1), 'loss@K', or 'accuracy'."""
-    keys = ["optimizer", "seed", "task"]
-    if "diverged" in frame:  # a diverged task has no value; check_claim then drops its pair
-        frame = frame[~frame["diverged"]]
+def margins_table() -> pd.DataFrame:
+    """The margins of ``MARGINS`` as a small table for the book."""
+    meaning = {"negligible": "LSTM within this fraction of each listed baseline (either direction)",
+               "wide_margin": "LSTM better than each listed baseline by more than this fraction",
+               "no_advantage": "LSTM not better than at least one listed baseline by more than this fraction"}
+    return pd.DataFrame([{"kind": k, "margin": v, "meaning": meaning[k]} for k, v in MARGINS.items()])
+
+
+def _parse_metric(metric: str) -> tuple[str, int]:
     if metric == "accuracy":
-        return frame.groupby(keys, sort=False)["final_accuracy"].first().rename("value").reset_index()
+        return "accuracy", 0
     kind, _, k = metric.partition("@")
     if kind not in ("sum", "loss") or not k.isdigit():
         raise ValueError(f"metric={metric!r} is not allowed; use 'sum@K', 'loss@K' or 'accuracy'")
-    k = int(k)
-    if frame["step"].max() < k:
-        raise ValueError(f"metric={metric!r} needs step {k}, but the run stops at step {frame['step'].max()}")
-    part = frame[frame.step < k] if kind == "sum" else frame[frame.step == k]
-    agg = "sum" if kind == "sum" else "first"
-    return part.groupby(keys, sort=False)["loss"].agg(agg).rename("value").reset_index()
+    return kind, int(k)
+
+
+def _with_meta_seed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Old frames (one LSTM) have no meta_seed (or NaN there): the LSTM's rows get 0, the others -1."""
+    default = np.where(frame["optimizer"] == LSTM_LABEL, 0, -1)
+    if "meta_seed" not in frame:
+        return frame.assign(meta_seed=default)
+    if frame["meta_seed"].isna().any():
+        return frame.assign(meta_seed=frame["meta_seed"].fillna(pd.Series(default, index=frame.index)).astype(int))
+    return frame
+
+
+def per_task_metric(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One value per (optimizer, meta_seed, seed, task): 'sum@K' (loss summed over steps 0..K-1), 'loss@K',
+    or 'accuracy'. NaN where the run diverged within the metric's window (for accuracy: at all)."""
+    frame = _with_meta_seed(frame)
+    keys = ["optimizer", "meta_seed", "seed", "task"]
+    kind, k = _parse_metric(metric)
+    if kind == "accuracy":
+        if "final_accuracy" not in frame:
+            raise ValueError("metric='accuracy' needs a final_accuracy column")
+        groups = frame.groupby(keys, sort=False)
+        value = groups["final_accuracy"].first()
+        if "diverged" in frame:
+            value = value.where(~groups["diverged"].any())
+    else:
+        if frame["step"].max() < k:
+            raise ValueError(f"metric={metric!r} needs step {k}, but the run stops at step {frame['step'].max()}")
+        part = frame[frame.step < k] if kind == "sum" else frame[frame.step == k]
+        groups = part.groupby(keys, sort=False)["loss"]
+        value = groups.sum().where(groups.count() == groups.size())  # any NaN in the window: NaN
+    value = value.where(np.isfinite(value))
+    return value.rename("value").reset_index()
+
+
+@dataclass(frozen=True)
+class Part:
+    """One testable statement about the LSTM versus ``baselines`` (labels; None = every baseline).
+
+    With d = LSTM - baseline (baseline - LSTM for accuracy; negative: LSTM better) and
+    delta = MARGINS[kind] * |baseline's mean|, per baseline:
+
+    - "better": holds H1 d < 0, fails H1 d > 0;
+    - "worse": holds H1 d > 0, fails H1 d < 0;
+    - "negligible": holds |d| < delta (TOST: max of the two one-sided p), fails |d| > delta
+      (2 * the smaller one-sided p);
+    - "wide_margin": holds H1 d < -delta, fails H1 d > -delta;
+    - "no_advantage": holds H1 d > -delta, fails H1 d < -delta.
+
+    Over baselines "no_advantage" needs any one (holds: Bonferroni min p * n; fails: max p), the others
+    need all (holds: max p, an intersection-union test; fails: min p * n).
+    """
+
+    kind: str
+    baselines: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        check_choice("kind", self.kind, KINDS)
+        if isinstance(self.baselines, str):
+            object.__setattr__(self, "baselines", (self.baselines,))
+        elif self.baselines is not None:
+            object.__setattr__(self, "baselines", tuple(self.baselines))
+            if not self.baselines:
+                raise ValueError("baselines=() names no baseline; use None for every baseline")
+
+    @property
+    def margin(self) -> float:
+        return MARGINS.get(self.kind, math.nan)
+
+    def describe(self) -> str:
+        names = self.baselines
+        if self.kind == "no_advantage":
+            who = "some baseline" if names is None else names[0] if len(names) == 1 else \
+                "at least one of " + ", ".join(names)
+            return f"LSTM not better than {who} by more than {self.margin:.0%}"
+        who = "every baseline" if names is None else names[0] if len(names) == 1 else "each of " + ", ".join(names)
+        if self.kind == "better":
+            return f"LSTM better than {who}"
+        if self.kind == "worse":
+            return f"{who} better than the LSTM"
+        if self.kind == "negligible":
+            return f"LSTM within ±{self.margin:.0%} of {who}"
+        return f"LSTM better than {who} by more than {self.margin:.0%}"
+
+    def p_values(self, cis: dict[str, CrossedCI], deltas: dict[str, float]) -> tuple[float, float]:
+        """(p_holds, p_fails) of this part from each baseline's difference interval and margin."""
+        per = [_one_baseline(self.kind, cis[b], deltas[b]) for b in cis]
+        n = len(per)
+        holds, fails = [p for p, _ in per], [p for _, p in per]
+        if self.kind == "no_advantage":
+            return min(1.0, min(holds) * n), max(fails)
+        return max(holds), min(1.0, min(fails) * n)
+
+
+def _one_baseline(kind: str, ci: CrossedCI, delta: float) -> tuple[float, float]:
+    if kind == "better":
+        return ci.p_below(0.0), ci.p_above(0.0)
+    if kind == "worse":
+        return ci.p_above(0.0), ci.p_below(0.0)
+    if kind == "negligible":
+        return (max(ci.p_below(delta), ci.p_above(-delta)),
+                min(1.0, 2 * min(ci.p_above(delta), ci.p_below(-delta))))
+    if kind == "wide_margin":
+        return ci.p_below(-delta), ci.p_above(-delta)
+    return ci.p_above(-delta), ci.p_below(-delta)  # no_advantage
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the thesis about one experiment (and optionally one ``setting`` of its frame)."""
+    """A claim of the thesis about one experiment (and optionally one ``setting`` of its frame).
+
+    ``thesis`` is what the thesis reported, ``source`` where the claim's wording comes from, ``parts`` the
+    statements that must all hold (a ``Part``, or a sequence of them; default: LSTM better than every
+    baseline). The old form ``kind=`` ("lstm_wins", "lstm_fails", "no_lstm_advantage") with an optional
+    ``baseline=`` is still accepted and becomes one part ("better", "worse", "no_advantage"); note that
+    "lstm_fails" without a baseline now means every baseline beats the LSTM.
+    """
 
     experiment: str
     claim: str
     thesis: str
-    kind: str = "lstm_wins"
+    source: str = ""
+    parts: tuple[Part, ...] | None = None
     metric: str = "sum@100"
     setting: str | None = None
+    kind: str | None = None
     baseline: str | None = None
 
     def __post_init__(self):
-        check_choice("kind", self.kind, KINDS)
+        _parse_metric(self.metric)
+        parts = self.parts
+        if self.kind is not None or self.baseline is not None:
+            if parts is not None:
+                raise ValueError("give either parts or the old kind=/baseline=, not both")
+            kind = check_choice("kind", self.kind or "lstm_wins", tuple(_LEGACY_KINDS))
+            parts = (Part(_LEGACY_KINDS[kind], None if self.baseline is None else (self.baseline,)),)
+        elif parts is None:
+            parts = (Part("better"),)
+        elif isinstance(parts, Part):
+            parts = (parts,)
+        parts = tuple(p if isinstance(p, Part) else Part(*p) for p in parts)
+        if not parts:
+            raise ValueError("parts=() is empty; a claim needs at least one Part")
+        object.__setattr__(self, "parts", parts)
+        object.__setattr__(self, "kind", None)
+        object.__setattr__(self, "baseline", None)
 
     def capped(self, steps: int) -> "Claim":
         """The same claim on a run of only ``steps`` steps (smoke runs): 'sum@100' becomes 'sum@steps'."""
@@ -64,60 +221,145 @@ class Claim:
             return replace(self, metric=f"{kind}@{steps}")
         return self
 
+    def describe(self) -> str:
+        """The rule in words, e.g. 'LSTM better than every baseline (sum@100)'."""
+        return "; and ".join(p.describe() for p in self.parts) + f" ({self.metric})"
+
+    @property
+    def margin(self) -> float:
+        """The relative margin of its parts (NaN when none has one, or when they differ)."""
+        margins = {p.margin for p in self.parts if not math.isnan(p.margin)}
+        return margins.pop() if len(margins) == 1 else math.nan
+
+
+def decide(p_holds: float, p_fails: float, alpha: float = ALPHA) -> str:
+    """'holds' if p_holds < alpha, 'does not hold' if p_fails < alpha, else (or if both) 'inconclusive'."""
+    holds, fails = p_holds < alpha, p_fails < alpha
+    return "holds" if holds and not fails else "does not hold" if fails and not holds else "inconclusive"
+
 
 def _fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.4g}"
 
 
+def _ci_text(ci: CrossedCI) -> str:
+    return f"{_fmt(ci.mean)} [{_fmt(ci.lo)}, {_fmt(ci.hi)}]"
+
+
 def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
-    """Decide ``claim`` on ``frame`` (rows of ``evaluate``/``compare``); returns one row of the claims table."""
-    data = frame if claim.setting is None else frame[frame["setting"] == claim.setting]
+    """Decide ``claim`` on ``frame`` (rows of ``evaluate``/``compare``); returns one row of the claims table.
+
+    A competitor other than the LSTM that carries several meta_seed values is averaged over them per task.
+    """
+    if claim.setting is None:
+        data = frame
+    elif "setting" not in frame:
+        raise ValueError(f"setting={claim.setting!r} was given but the frame has no setting column")
+    else:
+        data = frame[frame["setting"] == claim.setting]
     if data.empty:
         raise ValueError(f"setting={claim.setting!r} has no rows in the frame")
-    values = per_task_metric(data, claim.metric).pivot_table(index=["seed", "task"], columns="optimizer",
-                                                             values="value")
-    n_pairs = data[["seed", "task"]].drop_duplicates().shape[0]
-    values = values.dropna()  # pairs where some optimizer diverged
-    dropped = n_pairs - len(values)
-    baselines = [c for c in values.columns if c != LSTM_LABEL]
-    if claim.baseline is not None:
-        check_choice("baseline", claim.baseline, baselines)
-        baselines = [claim.baseline]
-    means = {name: mean_ci(values[name]) for name in values.columns}
     lower_is_better = claim.metric != "accuracy"
-    sign = 1 if lower_is_better else -1
-    diffs = {b: mean_ci(sign * (values[LSTM_LABEL] - values[b])) for b in baselines}  # < 0: LSTM better
-    lstm_better_all = all(hi < 0 for _, _, hi in diffs.values())
-    some_baseline_better = any(lo > 0 for _, lo, _ in diffs.values())
-    if claim.kind == "lstm_wins":
-        verdict = "holds" if lstm_better_all else "does not hold" if some_baseline_better else "inconclusive"
-    elif claim.kind == "lstm_fails":
-        verdict = "holds" if some_baseline_better else "does not hold" if lstm_better_all else "inconclusive"
-    else:
-        verdict = "does not hold" if lstm_better_all else "holds"
-    best = (min if lower_is_better else max)(baselines, key=lambda b: means[b][0])
-    m, lo, hi = means[LSTM_LABEL]
-    bm, blo, bhi = means[best]
-    d, dlo, dhi = diffs[best]
-    ours = (f"LSTM {_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]; best baseline {best} {_fmt(bm)} [{_fmt(blo)}, {_fmt(bhi)}]; "
-            f"paired difference {_fmt(sign * d)} [{_fmt(sign * (dlo if sign > 0 else dhi))}, "
-            f"{_fmt(sign * (dhi if sign > 0 else dlo))}] (n={len(values)}"
-            + (f"; {dropped} tasks left out because an optimizer diverged)" if dropped else ")"))
+    sign = 1.0 if lower_is_better else -1.0
+    values = per_task_metric(data, claim.metric)
+    finite = values["value"].dropna()
+    if finite.empty:
+        raise ValueError(f"every run diverged within metric={claim.metric!r}; nothing to compare")
+    worst = float(finite.max() if lower_is_better else finite.min())
+    values["failed"] = values["value"].isna()
+    values["scored"] = values["value"].fillna(worst)
+
+    names = list(dict.fromkeys(values["optimizer"]))
+    if LSTM_LABEL not in names:
+        raise ValueError(f"the frame has no {LSTM_LABEL!r} rows; optimizers: {names}")
+    baselines = [n for n in names if n != LSTM_LABEL]
+    if not baselines:
+        raise ValueError("the frame has no baseline to compare the LSTM with")
+    listed = {}
+    for part in claim.parts:
+        for b in part.baselines or ():
+            check_choice("baseline", b, baselines)
+        listed[part] = list(part.baselines or baselines)
+    compared = list(dict.fromkeys(b for part in claim.parts for b in listed[part]))
+
+    tasks = pd.MultiIndex.from_frame(values[["seed", "task"]].drop_duplicates().sort_values(["seed", "task"]))
+    own = values[values.optimizer == LSTM_LABEL]
+    lstm = own.pivot(index="meta_seed", columns=["seed", "task"], values="scored").reindex(columns=tasks)
+    if lstm.isna().any(axis=None):
+        raise ValueError("not every LSTM meta-training seed was evaluated on every task (seed, task); "
+                         "seeds and tasks must be crossed")
+    L = lstm.to_numpy(dtype=np.float64)
+    B, runs = {}, {}
+    for b in compared:
+        rows = values[values.optimizer == b]
+        per_task = rows.groupby(["seed", "task"])["scored"].mean().reindex(tasks)
+        if per_task.isna().any():
+            raise ValueError(f"baseline {b!r} was not evaluated on every task of the LSTM")
+        B[b] = per_task.to_numpy(dtype=np.float64)
+        runs[b] = (int(rows["failed"].sum()), len(rows))
+    n_seeds, n_tasks = L.shape
+
+    diffs = {b: sign * (L - B[b][None, :]) for b in compared}
+    scale = {b: abs(float(B[b].mean())) for b in compared}  # delta = a part's margin * |baseline's mean|
+    cis = {b: crossed_mean_ci(diffs[b]) for b in compared}
+
+    def p_of(ci_of: dict[str, CrossedCI]) -> tuple[float, float]:
+        ps = []
+        for part in claim.parts:
+            margin = 0.0 if math.isnan(part.margin) else part.margin
+            ps.append(part.p_values({b: ci_of[b] for b in listed[part]},
+                                    {b: margin * scale[b] for b in listed[part]}))
+        return max(p for p, _ in ps), min(1.0, min(p for _, p in ps) * len(ps))
+
+    p_holds, p_fails = p_of(cis)
+    verdict = decide(p_holds, p_fails)
+    seeds_holding = sum(decide(*p_of({b: crossed_mean_ci(diffs[b][s:s + 1]) for b in compared})) == "holds"
+                        for s in range(n_seeds))
+
+    best = (min if lower_is_better else max)(compared, key=lambda b: B[b].mean())
+    lstm_ci = crossed_mean_ci(L)
+    best_ci = crossed_mean_ci(B[best][None, :])
+    diff_ci = crossed_mean_ci(L - B[best][None, :])
+    lstm_failed = int(own["failed"].sum())
+    diverged = lstm_failed + sum(runs[b][0] for b in compared)
+    counts = ", ".join([f"{LSTM_LABEL} {lstm_failed} of {len(own)}"] +
+                       [f"{b} {runs[b][0]} of {runs[b][1]}" for b in compared])
+    ours = (f"LSTM {_ci_text(lstm_ci)}; best baseline {best} {_ci_text(best_ci)}; "
+            f"paired difference LSTM - {best} {_ci_text(diff_ci)}; {n_seeds} seeds x {n_tasks} tasks; "
+            + (f"diverged runs (scored as the worst value, {_fmt(worst)}): " if diverged else "diverged runs: ")
+            + counts)
     return {"experiment": claim.experiment, "setting": claim.setting or "", "claim": claim.claim,
-            "thesis": claim.thesis, "metric": claim.metric, "ours": ours, "verdict": verdict,
-            "lstm": m, "best_baseline": best, "best_baseline_value": bm, "difference": sign * d,
-            "difference_lo": sign * (dlo if sign > 0 else dhi), "difference_hi": sign * (dhi if sign > 0 else dlo),
-            "pairs_left_out": dropped}
+            "thesis": claim.thesis, "source": claim.source, "metric": claim.metric, "test": claim.describe(),
+            "ours": ours, "seeds": f"{seeds_holding} of {n_seeds}", "seeds_holding": seeds_holding,
+            "n_seeds": n_seeds, "n_tasks": n_tasks, "verdict": verdict, "p_holds": p_holds, "p_fails": p_fails,
+            "lstm": lstm_ci.mean, "lstm_lo": lstm_ci.lo, "lstm_hi": lstm_ci.hi, "best_baseline": best,
+            "best_baseline_value": best_ci.mean, "difference": diff_ci.mean, "difference_lo": diff_ci.lo,
+            "difference_hi": diff_ci.hi, "margin": claim.margin, "diverged_runs": diverged}
 
 
 def not_run(claim: Claim, reason: str) -> dict:
     """The claims-table row of a claim that could not be tested (e.g. its data set is absent)."""
-    return {"experiment": claim.experiment, "setting": claim.setting or "", "claim": claim.claim,
-            "thesis": claim.thesis, "metric": claim.metric, "ours": reason, "verdict": "not run"}
+    row = dict.fromkeys(COLUMNS, math.nan)
+    row.update({"experiment": claim.experiment, "setting": claim.setting or "", "claim": claim.claim,
+                "thesis": claim.thesis, "source": claim.source, "metric": claim.metric, "test": claim.describe(),
+                "ours": reason, "seeds": "", "best_baseline": "", "verdict": "not run"})
+    return row
 
 
 def check_claims(frame: pd.DataFrame, claims: list[Claim], skipped: dict | None = None) -> pd.DataFrame:
     """The claims table for one experiment; ``skipped`` maps settings that were not run to the reason."""
     skipped = skipped or {}
-    return pd.DataFrame([not_run(c, skipped[c.setting]) if c.setting in skipped else check_claim(frame, c)
-                         for c in claims])
+    rows = [not_run(c, skipped[c.setting]) if c.setting in skipped else check_claim(frame, c) for c in claims]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def holm_verdicts(table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """``table`` with ``p_holds_holm``, ``p_fails_holm`` (Holm over the rows that have p-values, each column
+    on its own) and ``verdict_holm`` from them by the same rule; "not run" rows keep NaN and "not run"."""
+    out = table.copy()
+    out["p_holds_holm"] = holm(out["p_holds"].to_numpy(dtype=np.float64))
+    out["p_fails_holm"] = holm(out["p_fails"].to_numpy(dtype=np.float64))
+    tested = out["p_holds_holm"].notna() & out["p_fails_holm"].notna() & (out["verdict"] != "not run")
+    out["verdict_holm"] = out["verdict"].where(~tested, [
+        decide(h, f, alpha) for h, f in zip(out["p_holds_holm"], out["p_fails_holm"])])
+    return out

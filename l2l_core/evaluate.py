@@ -1,7 +1,8 @@
 """Evaluation: run learned or baseline optimizers on held-out tasks and return tidy DataFrames.
 
-Rows are (optimizer, lr, seed, task, step, loss[, final_accuracy]); ``summarize`` turns them into
-means with 95% confidence intervals over (seed, task) pairs.
+Rows are (optimizer, lr, seed, task, step, loss, diverged[, final_accuracy], meta_seed): ``seed`` draws the
+held-out tasks, ``meta_seed`` names the meta-training seed of an LSTM (-1 for baselines). ``summarize`` turns
+them into means with 95% confidence intervals over tasks and meta-training seeds.
 """
 from __future__ import annotations
 
@@ -72,10 +73,21 @@ def evaluate_together(optimizers: dict, family, n_tasks: int = 100, steps: int =
                       split: str = "test", chunk_size: int | None = None, progress: bool = False) -> pd.DataFrame:
     """``evaluate`` for each ``{label: optimizer}`` on the same tasks, one frame in the given order. The
     baselines among them run together (``run_baseline_set``: each step's minibatches are gathered once for
-    all of them; 4 baselines on 20 MNIST tasks: 1.9 s instead of 2.5 s), each learned optimizer on its own.
+    all of them), each learned optimizer on its own.
+
+    A value may also be ``{meta_seed: LSTMOptimizer}``: the LSTMs meta-trained from several seeds, each run on
+    the same tasks; their rows carry that ``meta_seed`` (a single LSTM gets meta_seed 0, baselines -1).
     """
-    for optimizer in optimizers.values():
-        optimizer_label(optimizer)  # refuses anything that is neither
+    learned = {}  # label -> {meta_seed: lstm}
+    for label, optimizer in optimizers.items():
+        if isinstance(optimizer, dict):
+            if not optimizer or not all(isinstance(v, LSTMOptimizer) for v in optimizer.values()):
+                raise TypeError(f"optimizers[{label!r}] must map meta-training seeds to LSTMOptimizers, got {optimizer!r}")
+            learned[label] = dict(optimizer)
+        else:
+            optimizer_label(optimizer)  # refuses anything that is neither
+            if isinstance(optimizer, LSTMOptimizer):
+                learned[label] = {0: optimizer}
     check_int("n_tasks", n_tasks)
     check_int("steps", steps)
     check_seed("seed", seed)
@@ -83,19 +95,21 @@ def evaluate_together(optimizers: dict, family, n_tasks: int = 100, steps: int =
     tasks = family.sample(n_tasks, seed, split=split)
     if chunk_size is not None:
         check_int("chunk_size", chunk_size)
-    runs = {label: ([], []) for label in optimizers}  # label -> (losses per chunk, accuracies per chunk)
+    runs = {}  # (label, meta_seed) -> (losses per chunk, accuracies per chunk)
 
-    def record(label, part, loss, theta):
-        runs[label][0].append(loss.cpu())
+    def record(key, part, loss, theta):
+        runs.setdefault(key, ([], []))
+        runs[key][0].append(loss.cpu())
         acc = part.accuracy(theta)
-        runs[label][1].append(None if acc is None else acc.cpu())
+        runs[key][1].append(None if acc is None else acc.cpu())
 
-    for label, optimizer in optimizers.items():
-        if isinstance(optimizer, LSTMOptimizer):
-            chunk = chunk_size or default_chunk_size(tasks.dim)
-            for start in tqdm(range(0, n_tasks, chunk), desc=f"evaluate {label}", disable=not progress):
+    for label, seeded in learned.items():
+        chunk = chunk_size or default_chunk_size(tasks.dim)
+        for meta_seed, lstm in seeded.items():
+            desc = f"evaluate {label}" + (f" (meta-seed {meta_seed})" if len(seeded) > 1 else "")
+            for start in tqdm(range(0, n_tasks, chunk), desc=desc, disable=not progress):
                 part = tasks.subset(start, min(start + chunk, n_tasks))
-                record(label, part, *run_learned(optimizer, part, steps))
+                record((label, meta_seed), part, *run_learned(lstm, part, steps))
     baselines = {label: b for label, b in optimizers.items() if isinstance(b, Baseline)}
     if baselines:  # cheap per coordinate: all tasks at once amortises the per-step overhead
         chunk = chunk_size or n_tasks
@@ -104,9 +118,13 @@ def evaluate_together(optimizers: dict, family, n_tasks: int = 100, steps: int =
             part = tasks.subset(start, min(start + chunk, n_tasks))
             losses, thetas = run_baseline_set([(b.name, b.lr) for b in baselines.values()], part, steps)
             for k, label in enumerate(baselines):
-                record(label, part, losses[k], thetas[k])
-    return pd.concat([_tidy(label, optimizers[label], seed, *runs[label], n_tasks, steps) for label in optimizers],
-                     ignore_index=True)
+                record((label, -1), part, losses[k], thetas[k])
+    frames = []
+    for label, optimizer in optimizers.items():
+        keys = [(label, m) for m in learned[label]] if label in learned else [(label, -1)]
+        for key in keys:
+            frames.append(_tidy(label, optimizer, seed, *runs[key], n_tasks, steps).assign(meta_seed=key[1]))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _tidy(name: str, optimizer, seed: int, losses: list, accuracies: list, n_tasks: int, steps: int) -> pd.DataFrame:
@@ -136,8 +154,8 @@ def _tidy(name: str, optimizer, seed: int, losses: list, accuracies: list, n_tas
 
 
 def compare(optimizers: dict, family, seeds=(0,), **kwargs) -> pd.DataFrame:
-    """Evaluate each ``{label: optimizer}`` on the same tasks for every seed (``evaluate_together``); one
-    tidy frame."""
+    """Evaluate each ``{label: optimizer}`` (an optimizer, or ``{meta_seed: LSTM}``) on the same tasks for
+    every evaluation seed (``evaluate_together``); one tidy frame."""
     return pd.concat([evaluate_together(optimizers, family, seed=s, **kwargs) for s in seeds], ignore_index=True)
 
 
@@ -151,28 +169,44 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def _seed_task_matrix(values: pd.Series) -> np.ndarray:
+    """(meta_seed, task) values -> an S x I matrix (tasks = (seed, task) pairs); tasks with a hole are dropped."""
+    return values.unstack(["seed", "task"]).dropna(axis=1).to_numpy(dtype=np.float64)
+
+
 def summarize(frame: pd.DataFrame, at_steps=(100, 200), sum_steps: int = 100) -> pd.DataFrame:
     """Per optimizer: loss at ``at_steps``, loss summed over steps 0..sum_steps-1 (the thesis' metric) and
-    final accuracy, each as mean with a 95% CI over (seed, task) pairs. Steps beyond the run are left out;
-    diverged tasks are left out of the statistics and counted in ``diverged``."""
+    final accuracy, each as mean with a 95% CI. For LSTMs from several meta-training seeds the interval covers
+    seeds and tasks (``stats.crossed_mean_ci``), for a baseline the tasks. Steps beyond the run are left out;
+    diverged runs are left out of these statistics and counted in ``diverged``."""
+    from .stats import crossed_mean_ci
+
+    if "meta_seed" not in frame:
+        frame = frame.assign(meta_seed=np.where(frame["optimizer"] == LSTM_LABEL, 0, -1))
+    keys = ["meta_seed", "seed", "task"]
+
+    def ci(values: pd.Series):
+        c = crossed_mean_ci(_seed_task_matrix(values))
+        return c.mean, c.lo, c.hi
+
     rows = []
     for name, group in frame.groupby("optimizer", sort=False):
-        row = {"optimizer": name, "lr": group["lr"].iloc[0]}
+        row = {"optimizer": name, "lr": group["lr"].iloc[0], "meta_seeds": group["meta_seed"].nunique()
+               if name.startswith(LSTM_LABEL) else 0}
         if "diverged" in group:
-            row["diverged"] = int(group.loc[group.diverged, ["seed", "task"]].drop_duplicates().shape[0])
+            row["diverged"] = int(group.loc[group.diverged, keys].drop_duplicates().shape[0])
             group = group[~group.diverged]
             if group.empty:
                 rows.append(row)
                 continue
-        per_task = group.groupby(["seed", "task"])
         for k in at_steps:
             if k <= group["step"].max():
-                row[f"loss@{k}"], row[f"loss@{k} lo"], row[f"loss@{k} hi"] = mean_ci(
-                    group.loc[group.step == k, "loss"])
+                row[f"loss@{k}"], row[f"loss@{k} lo"], row[f"loss@{k} hi"] = ci(
+                    group[group.step == k].set_index(keys)["loss"])
         if sum_steps <= group["step"].max():
-            sums = group[group.step < sum_steps].groupby(["seed", "task"])["loss"].sum()
-            row[f"sum@{sum_steps}"], row[f"sum@{sum_steps} lo"], row[f"sum@{sum_steps} hi"] = mean_ci(sums)
+            row[f"sum@{sum_steps}"], row[f"sum@{sum_steps} lo"], row[f"sum@{sum_steps} hi"] = ci(
+                group[group.step < sum_steps].groupby(keys)["loss"].sum())
         if "final_accuracy" in group:
-            row["accuracy"], row["accuracy lo"], row["accuracy hi"] = mean_ci(per_task["final_accuracy"].first())
+            row["accuracy"], row["accuracy lo"], row["accuracy hi"] = ci(group.groupby(keys)["final_accuracy"].first())
         rows.append(row)
     return pd.DataFrame(rows)

@@ -17,9 +17,9 @@ import pandas as pd
 from .baselines import tune_all
 from .checkpoint import load_optimizer, save_optimizer
 from .checks import check_choice, check_int, check_positive_float, check_seed
-from .claims import Claim, check_claims
+from .claims import Claim, Part, check_claims
 from .data import DatasetNotFoundError, dataset_shape
-from .evaluate import compare, summarize
+from .evaluate import LSTM_LABEL, compare, summarize
 from .io import write_frame, write_json
 from .lstm_optimizer import LSTMOptimizer
 from .meta_train import meta_train
@@ -34,41 +34,61 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "full", "thesis")
 DEVICES = ("cpu", "cuda")
 
-# Meta-training budget per task kind and profile. smoke checks the pipeline in seconds (its numbers
-# mean nothing); quick gives a first real answer in minutes; full is what the book reports.
+# Meta-training budget per task kind and profile: LSTMs meta-trained from each of ``meta_seeds``, each for
+# meta_epochs x trajectories_per_epoch trajectories of tasks_per_trajectory tasks, validated after every epoch.
+# smoke checks the pipeline in seconds (its numbers mean nothing); quick gives a first answer in minutes; full is
+# what the book reports (its budget is below the thesis' for time; the method page shows what that costs);
+# thesis runs the thesis code's budgets (main_loop: epochs x 100 trajectories of one task, 100 validation tasks).
+# ``errata_trajectories`` is the budget of the errata chapter's LSTMs: the main LSTMs keep the one they would have
+# selected at that budget, so the errata compare like with like.
 TRAINING = {
     "quadratic": {
-        "smoke": dict(meta_epochs=2, trajectories_per_epoch=4, tasks_per_trajectory=4, train_steps=20, unroll=10, n_val_tasks=4),
-        "quick": dict(meta_epochs=15, trajectories_per_epoch=20, tasks_per_trajectory=8, train_steps=100, unroll=20, n_val_tasks=20),
-        "full": dict(meta_epochs=50, trajectories_per_epoch=20, tasks_per_trajectory=8, train_steps=100, unroll=20, n_val_tasks=50),
+        "smoke": dict(meta_seeds=(0, 1), meta_epochs=2, trajectories_per_epoch=4, tasks_per_trajectory=4, train_steps=20,
+                      unroll=10, n_val_tasks=4),
+        "quick": dict(meta_seeds=(0, 1, 2), meta_epochs=15, trajectories_per_epoch=20, tasks_per_trajectory=8,
+                      train_steps=100, unroll=20, n_val_tasks=20),
+        "full": dict(meta_seeds=(0, 1, 2, 3, 4), meta_epochs=30, trajectories_per_epoch=20, tasks_per_trajectory=8,
+                     train_steps=100, unroll=20, n_val_tasks=50),
+        "thesis": dict(meta_seeds=(0, 1, 2, 3, 4), meta_epochs=100, trajectories_per_epoch=100, tasks_per_trajectory=1,
+                       train_steps=100, unroll=20, n_val_tasks=100),
     },
     "mlp": {
-        "smoke": dict(meta_epochs=1, trajectories_per_epoch=2, tasks_per_trajectory=1, train_steps=20, unroll=10, n_val_tasks=2),
-        "quick": dict(meta_epochs=3, trajectories_per_epoch=20, tasks_per_trajectory=1, train_steps=100, unroll=20, n_val_tasks=5),
-        "full": dict(meta_epochs=10, trajectories_per_epoch=20, tasks_per_trajectory=1, train_steps=100, unroll=20, n_val_tasks=10),
+        "smoke": dict(meta_seeds=(0, 1), meta_epochs=2, trajectories_per_epoch=1, tasks_per_trajectory=1, train_steps=20,
+                      unroll=10, n_val_tasks=2, errata_trajectories=1),
+        "quick": dict(meta_seeds=(0, 1, 2), meta_epochs=4, trajectories_per_epoch=20, tasks_per_trajectory=1,
+                      train_steps=100, unroll=20, n_val_tasks=5, errata_trajectories=40),
+        "full": dict(meta_seeds=(0, 1, 2, 3, 4), meta_epochs=12, trajectories_per_epoch=20, tasks_per_trajectory=1,
+                     train_steps=100, unroll=20, n_val_tasks=20, errata_trajectories=80),
+        "thesis": dict(meta_seeds=(0, 1, 2, 3, 4), meta_epochs=20, trajectories_per_epoch=100, tasks_per_trajectory=1,
+                       train_steps=100, unroll=20, n_val_tasks=100, errata_trajectories=2000),
     },
 }
-TRAINING["mlp_long"] = TRAINING["mlp"]  # the long-horizon chapter reuses experiment 2's LSTM
-# Evaluation budget: seeds x n_tasks held-out test tasks, run for `steps`; baselines tuned on tune_tasks.
+TRAINING["mlp_long"] = TRAINING["mlp"]  # the long-horizon chapter reuses experiment 2's LSTMs
+# Evaluation budget: every LSTM (one per meta-training seed) and every tuned baseline runs on the same n_tasks
+# held-out test tasks of each evaluation seed in ``seeds``, for ``steps`` steps; baselines tuned on tune_tasks
+# meta-validation tasks for tune_steps steps.
 EVALUATION = {
     "quadratic": {
         "smoke": dict(seeds=(0,), n_tasks=4, steps=20, tune_tasks=4, tune_steps=20),
-        "quick": dict(seeds=(0, 1), n_tasks=50, steps=200, tune_tasks=20, tune_steps=100),
-        "full": dict(seeds=(0, 1, 2, 3, 4), n_tasks=100, steps=200, tune_tasks=50, tune_steps=100),
+        "quick": dict(seeds=(0,), n_tasks=50, steps=200, tune_tasks=20, tune_steps=100),
+        "full": dict(seeds=(0,), n_tasks=100, steps=200, tune_tasks=50, tune_steps=100),
+        "thesis": dict(seeds=(0,), n_tasks=100, steps=200, tune_tasks=100, tune_steps=100),
     },
     "mlp": {
         "smoke": dict(seeds=(0,), n_tasks=2, steps=20, tune_tasks=2, tune_steps=20),
-        "quick": dict(seeds=(0, 1), n_tasks=10, steps=200, tune_tasks=10, tune_steps=100),
-        "full": dict(seeds=(0, 1, 2, 3, 4), n_tasks=20, steps=200, tune_tasks=20, tune_steps=100),
+        "quick": dict(seeds=(0,), n_tasks=10, steps=200, tune_tasks=10, tune_steps=100),
+        "full": dict(seeds=(0,), n_tasks=20, steps=200, tune_tasks=20, tune_steps=100),
+        "thesis": dict(seeds=(0,), n_tasks=100, steps=200, tune_tasks=100, tune_steps=100),
     },
-    # ten times the training horizon; fewer runs, since each is five times longer (baselines tuned as in the chapters)
+    # ten times the training horizon; fewer tasks, since each run is five times longer (baselines tuned as in the chapters)
     "mlp_long": {
         "smoke": dict(seeds=(0,), n_tasks=2, steps=30, tune_tasks=2, tune_steps=20),
-        "quick": dict(seeds=(0, 1), n_tasks=3, steps=1000, tune_tasks=10, tune_steps=100),
-        "full": dict(seeds=(0, 1, 2), n_tasks=5, steps=1000, tune_tasks=20, tune_steps=100),
+        "quick": dict(seeds=(0,), n_tasks=3, steps=1000, tune_tasks=10, tune_steps=100),
+        "full": dict(seeds=(0,), n_tasks=5, steps=1000, tune_tasks=20, tune_steps=100),
+        "thesis": dict(seeds=(0,), n_tasks=10, steps=1000, tune_tasks=100, tune_steps=100),
     },
 }
 
@@ -80,6 +100,7 @@ class Settings:
     name: str
     kind: str
     profile: str
+    meta_seeds: tuple[int, ...]
     seeds: tuple[int, ...]
     n_tasks: int
     steps: int
@@ -91,6 +112,8 @@ class Settings:
     train_steps: int
     unroll: int
     n_val_tasks: int
+    errata_trajectories: int | None
+    init: str
     meta_lr: float | None
     seed: int
     device: str
@@ -98,51 +121,76 @@ class Settings:
     results_dir: str
 
     def training(self) -> dict:
-        """The meta-training arguments (a checkpoint is reused only if these match)."""
+        """The meta-training arguments of one seed's LSTM (a checkpoint is reused only if these match)."""
         keys = ("meta_epochs", "trajectories_per_epoch", "tasks_per_trajectory", "train_steps", "unroll",
-                "n_val_tasks", "meta_lr", "seed")
+                "n_val_tasks", "meta_lr")
         return {k: getattr(self, k) for k in keys}
+
+    @property
+    def trajectories(self) -> int:
+        """Trajectories each LSTM is meta-trained on."""
+        return self.meta_epochs * self.trajectories_per_epoch
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def settings(name: str, kind: str, profile: str = "quick", *, seeds=None, n_tasks=None, steps=None,
-             meta_epochs=None, meta_lr=None, seed: int = 0, device: str = "cpu", data_root=None,
+def settings(name: str, kind: str, profile: str = "quick", *, meta_seeds=None, seeds=None, n_tasks=None, steps=None,
+             meta_epochs=None, meta_lr=None, seed: int = 0, init: str = "thesis", device: str = "cpu", data_root=None,
              results_dir=None, **overrides) -> Settings:
-    """Settings of experiment ``name`` for ``profile``; any argument given (not None) overrides the profile."""
+    """Settings of experiment ``name`` for ``profile``; any argument given (not None) overrides the profile.
+
+    ``seed`` draws the baselines' tuning tasks; ``seeds`` the held-out test tasks; ``meta_seeds`` the LSTMs'
+    meta-training (one LSTM per seed); ``init`` how MLP optimizees start (see ``tasks.MLP_INITS``).
+    """
+    from .tasks import MLP_INITS
+
     check_choice("kind", kind, TRAINING)
     check_choice("profile", profile, PROFILES)
     check_choice("device", device, DEVICES)
+    check_choice("init", init, MLP_INITS)
     check_seed("seed", seed)
-    values = {**TRAINING[kind][profile], **EVALUATION[kind][profile]}
-    given = dict(seeds=seeds, n_tasks=n_tasks, steps=steps, meta_epochs=meta_epochs, **overrides)
+    values = {"errata_trajectories": None, **TRAINING[kind][profile], **EVALUATION[kind][profile]}
+    given = dict(meta_seeds=meta_seeds, seeds=seeds, n_tasks=n_tasks, steps=steps, meta_epochs=meta_epochs,
+                 **overrides)
     unknown = set(given) - set(values)
     if unknown:
         raise TypeError(f"unknown setting(s) {sorted(unknown)}; allowed: {sorted(values)}")
     values.update({k: v for k, v in given.items() if v is not None})
-    if isinstance(values["seeds"], int) or not values["seeds"]:
-        raise ValueError(f"seeds={values['seeds']!r} must be a non-empty list of non-negative integers")
-    values["seeds"] = tuple(check_seed("seeds (each)", s) for s in values["seeds"])
+    for key in ("seeds", "meta_seeds"):
+        if isinstance(values[key], int) or not values[key]:
+            raise ValueError(f"{key}={values[key]!r} must be a non-empty list of non-negative integers")
+        values[key] = tuple(check_seed(f"{key} (each)", s) for s in values[key])
+        if len(set(values[key])) != len(values[key]):
+            raise ValueError(f"{key}={values[key]!r} repeats a seed; give distinct seeds")
     for key in ("n_tasks", "steps", "tune_tasks", "tune_steps", "trajectories_per_epoch", "tasks_per_trajectory",
                 "train_steps", "unroll", "n_val_tasks"):
         check_int(key, values[key])
     check_int("meta_epochs", values["meta_epochs"], minimum=0)
     if meta_lr is not None:
         check_positive_float("meta_lr", meta_lr)
+    if values["errata_trajectories"] is not None:
+        check_int("errata_trajectories", values["errata_trajectories"])
+        total = values["meta_epochs"] * values["trajectories_per_epoch"]
+        if values["errata_trajectories"] % values["trajectories_per_epoch"] or values["errata_trajectories"] > total:
+            raise ValueError(f"errata_trajectories={values['errata_trajectories']} must be a multiple of "
+                             f"trajectories_per_epoch={values['trajectories_per_epoch']} and at most the LSTMs' "
+                             f"budget of {total} trajectories")
     if values["unroll"] > values["train_steps"]:
         raise ValueError(f"unroll={values['unroll']} must not exceed train_steps={values['train_steps']}")
     if data_root is not None and not Path(data_root).exists():
         raise ValueError(f"data_root={str(data_root)!r} does not exist; pass an existing folder or None "
                          "(then L2L_DATA_DIR, ../shared/data or ./data is used)")
     results_dir = Path(results_dir) if results_dir else REPO_ROOT / "results" / profile / name
-    return Settings(name=name, kind=kind, profile=profile, meta_lr=meta_lr, seed=seed, device=device,
+    return Settings(name=name, kind=kind, profile=profile, meta_lr=meta_lr, seed=seed, init=init, device=device,
                     data_root=None if data_root is None else str(data_root), results_dir=str(results_dir), **values)
 
 
-def mlp_family(s: Settings, dataset: str = "mnist", hidden=(20,), activation: str = "sigmoid") -> MLPFamily:
+def mlp_family(s: Settings, dataset: str = "mnist", hidden=(20,), activation: str = "sigmoid",
+               init: str | None = None) -> MLPFamily:
+    """The MLP family of these settings (``init``: the settings' unless given)."""
     return MLPFamily(dataset=dataset, hidden=tuple(hidden), activation=activation, data_root=s.data_root,
-                     device=s.device)
+                     device=s.device, init=init or s.init)
 
 
 def setting_label(family) -> str:
@@ -153,7 +201,8 @@ def setting_label(family) -> str:
               "cifar10": "CIFAR-10", "svhn": "SVHN"}
     inputs, classes = dataset_shape(family.dataset)
     sizes = (inputs, *family.hidden, classes)
-    return f"{titles[family.dataset]} {'-'.join(map(str, sizes))} {family.activation}"
+    init = "" if family.init == "thesis" else f" ({family.init} init)"
+    return f"{titles[family.dataset]} {'-'.join(map(str, sizes))} {family.activation}{init}"
 
 
 def _digest(*parts) -> str:
@@ -162,30 +211,60 @@ def _digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def train_or_load(family, s: Settings, path: str | Path, progress: bool = True, config=None,
-                  meta_update_schedule_bug: bool = False) -> tuple[LSTMOptimizer, pd.DataFrame | None]:
-    """The LSTM at ``path`` if it was trained with these training settings, else meta-train and save it.
+@dataclass
+class TrainedLSTMs:
+    """The LSTMs meta-trained from each seed, their meta-training curves, and the ones a smaller budget selects."""
 
-    ``config`` (default: the family's) and ``meta_update_schedule_bug`` are passed to ``meta_train``;
-    the errata chapter uses them to train with the thesis code's defects.
+    lstms: dict            # meta_seed -> LSTMOptimizer (best on meta-validation)
+    history: pd.DataFrame  # per-epoch rows of every seed, with a meta_seed column
+    at_budget: dict = field(default_factory=dict)  # trajectories -> {meta_seed: LSTMOptimizer}
+
+
+def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", seeds=None, progress: bool = True,
+                config=None, meta_update_schedule_bug: bool = False, trajectories: int | None = None,
+                snapshot_budgets=()) -> TrainedLSTMs:
+    """One LSTM per meta-training seed (``seeds``, default ``s.meta_seeds``), trained on ``family`` or reused.
+
+    ``folder/<name>-seed<k>.pt`` is reused when it was trained with these settings, else the seed is meta-trained
+    (resuming from its training state after a crash) and saved, with its curve in ``history-<name>-seed<k>.csv``.
+    ``trajectories`` overrides the budget (a multiple of ``s.trajectories_per_epoch``); ``snapshot_budgets``
+    also keeps ``<name>-seed<k>-at<B>.pt``, the LSTM that a run of B trajectories selects (same trajectories).
+    ``config`` and ``meta_update_schedule_bug`` go to ``meta_train`` (the errata chapter's defects).
     """
-    path = Path(path)
-    training = {**s.training(), **({"config": config.to_dict()} if config is not None else {}),
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    epochs = s.meta_epochs if trajectories is None else trajectories // s.trajectories_per_epoch
+    training = {**s.training(), "meta_epochs": epochs,
+                **({"config": config.to_dict()} if config is not None else {}),
                 **({"meta_update_schedule_bug": True} if meta_update_schedule_bug else {})}
-    history_path = path.with_name(path.stem.replace("lstm", "history") + ".csv")
-    if path.is_file():
-        lstm, info = load_optimizer(path, device=s.device)
-        if info["metadata"].get("training") == training and info["metadata"].get("family") == family.describe():
-            return lstm, pd.read_csv(history_path) if history_path.is_file() else None
-    result = meta_train(family, config=config, meta_lr=s.meta_lr, epochs=s.meta_epochs,
-                        trajectories_per_epoch=s.trajectories_per_epoch, tasks_per_trajectory=s.tasks_per_trajectory,
-                        steps=s.train_steps, unroll=s.unroll, n_val_tasks=s.n_val_tasks, seed=s.seed,
-                        progress=progress, meta_update_schedule_bug=meta_update_schedule_bug,
-                        checkpoint_path=path.with_name(f"training_state-{_digest(training, family.describe())}.pt"))
-    write_frame(result.history, history_path)
-    save_optimizer(path, result.best, seed=s.seed, family=family.describe(), training=training,
-                   best_epoch=result.best_epoch)
-    return result.best, result.history
+    lstms, histories, at_budget = {}, [], {b: {} for b in snapshot_budgets}
+    for seed in (s.meta_seeds if seeds is None else seeds):
+        path = folder / f"{name}-seed{seed}.pt"
+        snapshots = {b: folder / f"{name}-seed{seed}-at{b}.pt" for b in snapshot_budgets}
+        history_path = folder / f"history-{name}-seed{seed}.csv"
+        wanted = dict(training=training, family=family.describe(), meta_seed=seed)
+        if all(p.is_file() for p in [path, history_path, *snapshots.values()]) and all(
+                {k: load_optimizer(p)[1]["metadata"].get(k) for k in wanted} == wanted for p in [path, *snapshots.values()]):
+            lstms[seed] = load_optimizer(path, device=s.device)[0]
+            for b, p in snapshots.items():
+                at_budget[b][seed] = load_optimizer(p, device=s.device)[0]
+            histories.append(pd.read_csv(history_path))
+            continue
+        result = meta_train(family, config=config, meta_lr=s.meta_lr, epochs=epochs,
+                            trajectories_per_epoch=s.trajectories_per_epoch, tasks_per_trajectory=s.tasks_per_trajectory,
+                            steps=s.train_steps, unroll=s.unroll, n_val_tasks=s.n_val_tasks, seed=seed,
+                            progress=progress, meta_update_schedule_bug=meta_update_schedule_bug,
+                            snapshot_budgets=tuple(snapshot_budgets),
+                            checkpoint_path=folder / f"training_state-{_digest(wanted, list(snapshot_budgets))}.pt")
+        history = result.history.assign(meta_seed=seed)
+        write_frame(history, history_path)
+        for b, p in snapshots.items():
+            save_optimizer(p, result.best_within_budget(b), seed=seed, **wanted, trajectories=b)
+            at_budget[b][seed] = result.best_within_budget(b)
+        save_optimizer(path, result.best, seed=seed, **wanted, best_epoch=result.best_epoch)
+        lstms[seed] = result.best
+        histories.append(history)
+    return TrainedLSTMs(lstms, pd.concat(histories, ignore_index=True), at_budget)
 
 
 @dataclass
@@ -225,19 +304,40 @@ class ExperimentResult:
         return out
 
     def figure(self, title: str | None = None):
+        """Loss against step on the held-out tasks, one panel per setting (LSTM: all meta-training seeds)."""
         return plot_losses(self.frame, col="setting", title=title)
+
+    def training_figure(self):
+        """Meta-training curves: validation summed loss against trajectories seen, one line per seed."""
+        from .plotting import plot_meta_training
+
+        return plot_meta_training(self.history)
+
+    def seeds_figure(self, metric: str = "sum@100"):
+        """Each meta-training seed's LSTM (points) against the tuned baselines (lines) on ``metric``."""
+        from .plotting import plot_seed_strip
+
+        return plot_seed_strip(self.frame, metric if self.settings.steps >= 100 else f"sum@{self.settings.steps}")
+
+
+def lstm_name(family, canonical) -> str:
+    """File stem of the LSTMs meta-trained on ``family``: 'lstm' for the chapter's own family, else its description."""
+    return "lstm" if family == canonical else f"lstm-{family.describe()}"
 
 
 def run_experiment(s: Settings, families: list, claims: list[Claim], train_family=None,
-                   checkpoint: str | Path | None = None, progress: bool = True) -> ExperimentResult:
-    """Train (or reuse) an LSTM on ``train_family``, then compare it with tuned baselines on each family."""
+                   lstm_dir: str | Path | None = None, progress: bool = True, snapshot_budgets=()) -> ExperimentResult:
+    """Meta-train (or reuse) one LSTM per meta-training seed, then compare them with tuned baselines on each family.
+
+    With ``train_family`` every family is run by the LSTMs trained on it (transfer); without, each family trains
+    its own. LSTMs live in ``lstm_dir`` (default: this experiment's results folder).
+    """
     start = time.perf_counter()
     out = Path(s.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(s.to_dict(), out / "settings.json")
-    train_family = train_family or families[0]
-    checkpoint = Path(checkpoint) if checkpoint else out / "lstm.pt"
-    lstm, history = train_or_load(train_family, s, checkpoint, progress=progress)
+    lstm_dir = Path(lstm_dir) if lstm_dir else out
+    trained, histories = {}, []
     frames, tunings, skipped, sources = [], [], {}, {}
     for family in families:
         label = setting_label(family)
@@ -247,20 +347,27 @@ def run_experiment(s: Settings, families: list, claims: list[Claim], train_famil
             except DatasetNotFoundError as err:  # e.g. SVHN on the offline machine: say so, never substitute
                 skipped[label] = f"not run: {err}"
                 continue
+        trainer = train_family or family
+        if trainer not in trained:
+            trained[trainer] = train_seeds(trainer, s, lstm_dir, lstm_name(trainer, train_family or families[0]),
+                                           progress=progress, snapshot_budgets=snapshot_budgets)
+            histories.append(trained[trainer].history.assign(setting=setting_label(trainer)))
         tuned = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed)
         tunings += [r.table.assign(setting=label, chosen=r.table.lr == r.lr) for r in tuned.values()]
-        optimizers = {"LSTM": lstm, **{r.baseline.label: r.baseline for r in tuned.values()}}
+        optimizers = {LSTM_LABEL: trained[trainer].lstms, **{r.baseline.label: r.baseline for r in tuned.values()}}
         frame = compare(optimizers, family, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps, progress=progress)
         frames.append(frame.assign(setting=label))
     frame = pd.concat(frames, ignore_index=True)
     tuning = pd.concat(tunings, ignore_index=True)
+    history = pd.concat(histories, ignore_index=True)
     claims_table = check_claims(frame, [c.capped(s.steps) for c in claims], skipped)
     claims_table.insert(1, "profile", s.profile)
     files = {
         "frame": write_frame(frame, out / "losses.parquet"),
         "tuning": write_frame(tuning, out / "tuning.csv"),
         "claims": write_frame(claims_table, out / "claims.csv"),
-        "checkpoint": checkpoint,
+        "history": write_frame(history, out / "meta_training.csv"),
+        "lstms": lstm_dir,
     }
     result = ExperimentResult(s, frame, tuning, claims_table, history, time.perf_counter() - start, files,
                               skipped, sources, peak_rss_mb())
@@ -270,119 +377,182 @@ def run_experiment(s: Settings, families: list, claims: list[Claim], train_famil
     return result
 
 
-# ------------------------------------------------------------------ the thesis' experiments 1-4
+# ------------------------------------------------------------------ the thesis' experiments 1-6
+# Where each claim's wording comes from: the thesis' slides ("What did we notice?") or a markdown cell of the thesis
+# notebook (MetaLearning.ipynb of kostagiolasn/MetaLearning-MScThesis, commit 75903cf, cells counted from 0).
+SLIDES = "thesis slides, 'What did we notice?'"
+NOTEBOOK = "MetaLearning.ipynb (thesis code), cell {}"
+WIDE = ("learned optimizers outperform by a wide margin their standard handwritten counterparts when tested on "
+        "unseen examples from the same dataset")
+# The thesis' own numbers are best-of-epoch means on its validation ("selection") tasks, not held-out means.
+SELECTION = "thesis, best-of-epoch validation means on its selection tasks (not held out), summed loss over 100 steps: "
+
+
+def wide_margin_claims(experiment: str, setting: str | None, thesis: str) -> list[Claim]:
+    """The slides' first conclusion as two claims: the sign (beats every baseline) and the effect size."""
+    return [Claim(experiment, "The LSTM beats all four tuned baselines on unseen tasks of its training family.",
+                  thesis, f"{SLIDES}: '{WIDE}'", (Part("better"),), setting=setting),
+            Claim(experiment, "... by a wide margin (summed loss at least 10% below every baseline's).",
+                  thesis, f"{SLIDES}: '{WIDE}'", (Part("wide_margin"),), setting=setting)]
+
+
 def run_quadratic(s: Settings, progress: bool = True) -> ExperimentResult:
     """Experiment 1: meta-train on 10-d quadratics, compare on unseen ones."""
     family = QuadraticFamily(device=s.device)
-    claim = Claim("01 quadratics", "The LSTM optimizer beats SGD, RMSprop, Adam and NAG on unseen quadratics.",
-                  "sum of loss over 100 steps: LSTM 49.6, Adam 98.8 (lr 0.1), NAG 107.5 (0.01), "
-                  "RMSprop 133.5 (0.03), SGD 206.5 (0.01)", metric="sum@100")
-    return run_experiment(s, [family], [claim], progress=progress)
+    claims = wide_margin_claims("01 quadratics", None, SELECTION + "LSTM 49.6, Adam 98.8 (lr 0.1), NAG 107.5 (0.01), "
+                                "RMSprop 133.5 (0.03), SGD 206.5 (0.01) (notebook cells 12, 16)")
+    return run_experiment(s, [family], claims, progress=progress)
 
 
-MNIST_THESIS = ("sum of loss over 100 steps: LSTM 50.9, Adam 86.2 (lr 0.03), RMSprop 101.4 (0.01), "
-                "NAG 115.9 (1.0), SGD 195.1 (1.0)")
+MNIST_THESIS = SELECTION + ("LSTM 50.9, Adam 86.2 (lr 0.03), RMSprop 101.4 (0.01), NAG 115.9 (1.0), SGD 195.1 (1.0) "
+                            "(notebook cells 24, 25)")
 
 
 def mnist_setup(s: Settings) -> tuple[list, list[Claim]]:
-    """Experiment 2's task families and claims."""
-    family = mlp_family(s)
-    claims = [Claim("02 MNIST", "The LSTM beats all four baselines on unseen MNIST tasks.", MNIST_THESIS,
-                    metric="sum@100", setting=setting_label(family))]
-    if s.steps >= 200:
-        claims.append(Claim("02 MNIST", "The LSTM is still ahead at step 200, twice its training horizon.",
-                            "the paper's MNIST figure shows the LSTM ahead up to step 200", metric="loss@200",
-                            setting=setting_label(family)))
-    return [family], claims
+    """Experiment 2's task families and claims: the thesis' initialisation, and PyTorch's beside it."""
+    families = [mlp_family(s, init="thesis"), mlp_family(s, init="pytorch")]
+    claims = []
+    for family in families:
+        claims += wide_margin_claims("02 MNIST", setting_label(family), MNIST_THESIS)
+        if s.steps >= 200:
+            claims.append(Claim("02 MNIST", "The LSTM is still ahead at step 200, twice its training horizon.",
+                                "the paper's MNIST figure shows the LSTM ahead up to step 200",
+                                "Andrychowicz et al. (2016), MNIST figure", (Part("better"),), metric="loss@200",
+                                setting=setting_label(family)))
+    return families, claims
 
 
 def run_mnist(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 2: meta-train on the MNIST MLP (one hidden layer of 20 sigmoid units), compare on MNIST-test."""
+    """Experiment 2: meta-train on the MNIST MLP (one hidden layer of 20 sigmoid units), compare on MNIST-test;
+    once with the thesis' initialisation of the optimizee (the book's) and once with PyTorch's (each its own LSTMs)."""
     families, claims = mnist_setup(s)
-    return run_experiment(s, families, claims, progress=progress)
+    return run_experiment(s, families, claims, progress=progress, snapshot_budgets=mnist_snapshots(s))
 
 
-def mnist_checkpoint(s: Settings) -> Path:
-    """Where experiment 2 of the same results tree keeps its LSTM (experiments 3 and 4 reuse it)."""
-    return Path(s.results_dir).parent / "02_mnist" / "lstm.pt"
+def mnist_snapshots(s: Settings) -> tuple:
+    return (s.errata_trajectories,) if s.errata_trajectories else ()
+
+
+def mnist_lstms(s: Settings, progress: bool = True) -> "TrainedLSTMs":
+    """Experiment 2's LSTMs (all meta-training seeds) from the same results tree; trained there if missing."""
+    folder = Path(s.results_dir).parent / "02_mnist"
+    return train_seeds(mlp_family(s), s, folder, "lstm", progress=progress, snapshot_budgets=mnist_snapshots(s))
+
+
+def transfer(s: Settings, families: list, claims: list, progress: bool) -> ExperimentResult:
+    """Run experiment 2's LSTMs (trained on MNIST 784-20-10 sigmoid) on other families."""
+    return run_experiment(s, families, claims, train_family=mlp_family(s),
+                          lstm_dir=Path(s.results_dir).parent / "02_mnist", progress=progress,
+                          snapshot_budgets=mnist_snapshots(s))
 
 
 def architectures_setup(s: Settings) -> tuple[list, list[Claim]]:
     """Experiment 3's task families and claims."""
     wide, deep = mlp_family(s, hidden=(40,)), mlp_family(s, hidden=(20, 20))
+    general = ("learned optimizers are capable of generalizing to different models as long as heavy changes to the "
+               "learning dynamics aren't made")
     claims = [
-        Claim("03 architectures", "The MNIST-trained LSTM still wins with 40 hidden units.",
-              "thesis slides: LSTM ahead of all baselines", metric="sum@100", setting=setting_label(wide)),
-        Claim("03 architectures", "The MNIST-trained LSTM still wins with two hidden layers.",
-              "thesis slides: LSTM ahead of all baselines", metric="sum@100", setting=setting_label(deep)),
+        Claim("03 architectures", "The MNIST-trained LSTM still beats every baseline with 40 hidden units.",
+              "'our learned optimizer still performs better than standard optimizers even if we alter the number of "
+              "neurons'", f"{NOTEBOOK.format(33)}; {SLIDES}: '{general}'", (Part("better"),),
+              setting=setting_label(wide)),
+        Claim("03 architectures", "The MNIST-trained LSTM still beats every baseline with two hidden layers.",
+              "'our learned optimizer performs better than standard optimizers even if we add another hidden layer'",
+              f"{NOTEBOOK.format(31)}; {SLIDES}: '{general}'", (Part("better"),), setting=setting_label(deep)),
     ]
     return [wide, deep], claims
 
 
 def run_architectures(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 3: the MNIST-trained LSTM on 40 hidden units and on two hidden layers."""
+    """Experiment 3: the MNIST-trained LSTMs on 40 hidden units and on two hidden layers."""
     families, claims = architectures_setup(s)
-    return run_experiment(s, families, claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
-                          progress=progress)
+    return transfer(s, families, claims, progress)
 
 
 def relu_setup(s: Settings) -> tuple[list, list[Claim]]:
     """Experiment 4's task family and claim."""
     relu = mlp_family(s, activation="relu")
-    claims = [Claim("04 ReLU", "The MNIST-trained LSTM fails with ReLU activations (a baseline beats it).",
-                    "thesis slides: the LSTM fails with ReLU", kind="lstm_fails", metric="sum@100",
+    claims = [Claim("04 ReLU", "With ReLU, NAG beats the MNIST-trained LSTM, but the LSTM still beats SGD, RMSprop "
+                    "and Adam.", "'SGD with Momentum proves to perform better than our learned optimizer, however it "
+                    "still manages to surpass the rest of the hand-designed optimization algorithms'",
+                    NOTEBOOK.format(35), (Part("worse", ("NAG",)), Part("better", ("SGD", "RMSprop", "Adam"))),
                     setting=setting_label(relu))]
     return [relu], claims
 
 
 def run_relu(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 4: the MNIST-trained (sigmoid) LSTM on the same MLP with ReLU activations."""
+    """Experiment 4: the MNIST-trained (sigmoid) LSTMs on the same MLP with ReLU activations."""
     families, claims = relu_setup(s)
-    return run_experiment(s, families, claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
-                          progress=progress)
+    return transfer(s, families, claims, progress)
 
 
 def mnist_like_setup(s: Settings) -> tuple[list, list[Claim]]:
     """Experiment 5's task families and claims."""
     fashion, letters = mlp_family(s, dataset="fashion_mnist"), mlp_family(s, dataset="emnist_letters")
+    transfer_text = ("learned optimizers show a remarkable degree of knowledge transfer between optimization tasks "
+                     "stemming from the same family")
     claims = [
         Claim("05 MNIST-like", "Transfer within the MNIST family: the LSTM beats all baselines on Fashion-MNIST.",
-              "thesis: LSTM ahead on Fashion-MNIST", metric="sum@100", setting=setting_label(fashion)),
-        Claim("05 MNIST-like", "On EMNIST Letters the LSTM is ahead over the first 100 steps.",
-              "thesis: LSTM ahead early on EMNIST Letters", metric="sum@100", setting=setting_label(letters)),
-        Claim("05 MNIST-like", "On EMNIST Letters NAG overtakes the LSTM after about 100 steps (better at step 200).",
-              "thesis: NAG overtakes the LSTM around step 100", kind="lstm_fails", metric="loss@200",
-              setting=setting_label(letters), baseline="NAG"),
+              "the slides' conclusion; the notebook (cell 44) has the figure but no sentence",
+              f"{SLIDES}: '{transfer_text}'", (Part("better"),), setting=setting_label(fashion)),
+        Claim("05 MNIST-like", "Transfer within the MNIST family: the LSTM beats all baselines on EMNIST Letters.",
+              "the slides' conclusion; the notebook (cell 53) has the figure but no sentence",
+              f"{SLIDES}: '{transfer_text}'", (Part("better"),), setting=setting_label(letters)),
     ]
     return [fashion, letters], claims
 
 
 def run_mnist_like(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 5: the MNIST-trained LSTM on Fashion-MNIST and EMNIST Letters (26 classes), 784-20-C sigmoid."""
+    """Experiment 5: the MNIST-trained LSTMs on Fashion-MNIST and EMNIST Letters (26 classes), 784-20-C sigmoid."""
     families, claims = mnist_like_setup(s)
-    return run_experiment(s, families, claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
-                          progress=progress)
+    return transfer(s, families, claims, progress)
 
 
 def cifar_svhn_setup(s: Settings) -> tuple[list, list[Claim]]:
     """Experiment 6's task families and claims."""
     cifar, svhn = mlp_family(s, dataset="cifar10"), mlp_family(s, dataset="svhn")
+    outside = ("learned optimizers don't exhibit much generalization capabilities when applied to tasks outside of "
+               "their training regime")
     claims = [
-        Claim("06 CIFAR-10 / SVHN", "Transfer fails on unrelated data: no advantage for the LSTM on CIFAR-10.",
-              "thesis: roughly a tie on CIFAR-10, with early loss spikes", kind="no_lstm_advantage",
-              metric="sum@100", setting=setting_label(cifar)),
-        Claim("06 CIFAR-10 / SVHN", "Transfer fails on unrelated data: no advantage for the LSTM on SVHN.",
-              "thesis: roughly a tie on SVHN", kind="no_lstm_advantage", metric="sum@100",
-              setting="SVHN 3072-20-10 sigmoid"),
+        Claim("06 CIFAR-10 / SVHN", "On CIFAR-10, SGD and NAG do better than the LSTM, and the differences are "
+              "negligible (within 5%).", "'Although SGD and SGD with Momentum perform better than our learned "
+              "optimizer, the difference in terms of performance is negligible'", NOTEBOOK.format(41),
+              (Part("worse", ("SGD", "NAG")), Part("negligible", ("SGD", "NAG"))), setting=setting_label(cifar)),
+        Claim("06 CIFAR-10 / SVHN", "Transfer fails on unrelated data: no advantage (over 5%) for the LSTM on CIFAR-10.",
+              "the slides' conclusion", f"{SLIDES}: '{outside}'", (Part("no_advantage"),),
+              setting=setting_label(cifar)),
+        Claim("06 CIFAR-10 / SVHN", "Transfer fails on unrelated data: no advantage (over 5%) for the LSTM on SVHN.",
+              "the slides' conclusion; the notebook (cell 67) has the figure but no sentence", f"{SLIDES}: '{outside}'",
+              (Part("no_advantage"),), setting=setting_label(svhn)),
     ]
     return [cifar, svhn], claims
 
 
 def run_cifar_svhn(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 6: the MNIST-trained LSTM on unrelated data, CIFAR-10 and SVHN (3072-20-10 sigmoid)."""
+    """Experiment 6: the MNIST-trained LSTMs on unrelated data, CIFAR-10 and SVHN (3072-20-10 sigmoid)."""
     families, claims = cifar_svhn_setup(s)
-    return run_experiment(s, families, claims, train_family=mlp_family(s), checkpoint=mnist_checkpoint(s),
-                          progress=progress)
+    return transfer(s, families, claims, progress)
+
+
+LONG_RUN_DIR = REPO_ROOT / "book" / "data" / "long_run"
+
+
+def long_run_figure(s: Settings, folder: str | Path = LONG_RUN_DIR):
+    """The meta-training curves measured at the thesis' budget (tools/long_meta_training.py), with this profile's
+    budget marked; None when no such measurement is stored."""
+    from .plotting import plot_meta_training
+
+    files = sorted(Path(folder).glob("history-*.csv"))
+    if not files:
+        return None
+    history = pd.concat([pd.read_csv(f).assign(setting=f.stem.removeprefix("history-").rsplit("-seed", 1)[0])
+                         for f in files], ignore_index=True)
+    fig = plot_meta_training(history)
+    for ax, setting in zip(fig.axes, dict.fromkeys(history["setting"])):
+        kind = "quadratic" if setting.startswith("quadratic") else "mlp"
+        budget = TRAINING[kind][s.profile]
+        ax.axvline(budget["meta_epochs"] * budget["trajectories_per_epoch"], color="k", ls="--", lw=1)
+    return fig
 
 
 def data_sources(result: ExperimentResult):

@@ -17,10 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from .data import DatasetNotFoundError
-from .evaluate import LSTM_LABEL, compare, mean_ci, run_optimizer
-from .experiments import Settings, mlp_family, mnist_checkpoint, peak_rss_mb, setting_label, train_or_load
+from .evaluate import LSTM_LABEL, compare, run_optimizer
+from .experiments import Settings, mlp_family, mnist_lstms, peak_rss_mb, setting_label
 from .io import write_frame, write_json
 from .reuse import tuned_baselines
+from .stats import crossed_mean_ci
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10", "svhn")
 WINDOWS = ((0, 100), (100, 200), (200, 500), (500, 1000))
@@ -40,9 +41,13 @@ def seconds_per_step(optimizer, family, steps: int = 100, repeats: int = 3, seed
 
 
 def _window_values(frame: pd.DataFrame, lo: int, hi: int) -> pd.DataFrame:
-    """Mean loss over steps lo..hi-1 per (seed, task) and optimizer (columns), diverged tasks left out."""
+    """Mean loss over steps lo..hi-1 per (seed, task) (rows) and optimizer (columns; one column 'LSTM#k' per
+    meta-training seed k of the LSTM), diverged tasks left out."""
     part = frame[(frame.step >= lo) & (frame.step < hi) & ~frame.diverged]
-    return part.groupby(["seed", "task", "optimizer"]).loss.mean().unstack("optimizer").dropna()
+    if "meta_seed" not in part:
+        part = part.assign(meta_seed=0)
+    column = part.optimizer.where(part.optimizer != LSTM_LABEL, LSTM_LABEL + "#" + part.meta_seed.astype(str))
+    return part.assign(column=column).groupby(["seed", "task", "column"]).loss.mean().unstack("column").dropna()
 
 
 def _verdict(lo: float, hi: float) -> str:
@@ -50,11 +55,14 @@ def _verdict(lo: float, hi: float) -> str:
 
 
 def _compare_row(values: pd.DataFrame, **info) -> dict:
-    baselines = [c for c in values.columns if c != LSTM_LABEL]
+    """LSTM (every meta-training seed) minus the best baseline on the same tasks; interval over seeds and tasks."""
+    lstm = values[[c for c in values.columns if c.startswith(LSTM_LABEL + "#")]].to_numpy().T  # (seeds, tasks)
+    baselines = [c for c in values.columns if not c.startswith(LSTM_LABEL + "#")]
     best = min(baselines, key=lambda b: values[b].mean())
-    d, lo, hi = mean_ci(values[LSTM_LABEL] - values[best])
-    return {**info, "LSTM": values[LSTM_LABEL].mean(), "best baseline": best, "baseline": values[best].mean(),
-            "difference": d, "difference lo": lo, "difference hi": hi, "verdict": _verdict(lo, hi), "n": len(values)}
+    c = crossed_mean_ci(lstm - values[best].to_numpy()[None, :])
+    return {**info, "LSTM": lstm.mean(), "best baseline": best, "baseline": values[best].mean(),
+            "difference": c.mean, "difference lo": c.lo, "difference hi": c.hi, "verdict": _verdict(c.lo, c.hi),
+            "n": lstm.size}
 
 
 def advantage_table(frame: pd.DataFrame, costs: pd.DataFrame, windows=WINDOWS) -> pd.DataFrame:
@@ -140,7 +148,7 @@ def run_long_horizons(s: Settings, datasets=DATASETS, progress: bool = True) -> 
     out = Path(s.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(s.to_dict(), out / "settings.json")
-    lstm, _ = train_or_load(mlp_family(s), s, mnist_checkpoint(s), progress=progress)
+    lstms = mnist_lstms(s, progress=progress).lstms
     frames, costs, skipped = [], [], {}
     for dataset in datasets:
         family = mlp_family(s, dataset=dataset)
@@ -151,11 +159,12 @@ def run_long_horizons(s: Settings, datasets=DATASETS, progress: bool = True) -> 
             skipped[label] = f"not run: {err}"
             continue
         tuned = tuned_baselines(s, family)  # the chapters' rates where they tuned this family
-        optimizers = {LSTM_LABEL: lstm, **{r.baseline.label: r.baseline for r in tuned.values()}}
+        optimizers = {LSTM_LABEL: lstms, **{r.baseline.label: r.baseline for r in tuned.values()}}
         frames.append(compare(optimizers, family, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
                               progress=progress).assign(setting=label))
         costs += [{"setting": label, "optimizer": name, "lr": getattr(opt, "lr", math.nan),
-                   "seconds_per_step": seconds_per_step(opt, family, steps=min(100, s.steps))}
+                   "seconds_per_step": seconds_per_step(next(iter(opt.values())) if isinstance(opt, dict) else opt,
+                                                        family, steps=min(100, s.steps))}
                   for name, opt in optimizers.items()]
     frame = pd.concat(frames, ignore_index=True)
     costs = pd.DataFrame(costs)
@@ -197,4 +206,5 @@ def glue_horizons(result: HorizonResult) -> None:
 
     glue("horizons.table", table_text(result.table).style.hide(axis="index"), display=False)
     glue("horizons.steps", str(result.settings.steps), display=False)
-    glue("horizons.runs", str(len(result.settings.seeds) * result.settings.n_tasks), display=False)
+    glue("horizons.runs", str(len(result.settings.meta_seeds) * len(result.settings.seeds) * result.settings.n_tasks),
+         display=False)

@@ -28,30 +28,30 @@ from .seeding import derive_seed
 from .tasks import TaskBatch
 
 
-def unroll_segments(steps: int, unroll: int, meta_update_schedule_bug: bool = False) -> list[tuple[range, bool]]:
-    """(update indices, meta-trained?) of each unroll; together they cover range(steps) once, in order.
+def unroll_segments(steps: int, unroll: int, meta_update_schedule_bug: bool = False) -> list[tuple[range, int]]:
+    """(update indices, k) of each unroll: the unroll runs those updates and meta-trains its first k (their losses
+    form its meta-loss, then the LSTM takes one meta-step); together they cover range(steps) once, in order.
 
-    Update t turns theta_t into theta_{t+1}. Normally every unroll is meta-trained.
-    ``meta_update_schedule_bug`` reproduces defect (c) of the thesis code: its loop took the loss at
-    each step *before* that step's update, fired the meta-update when ``t % unroll == 0`` and then
-    detached the update just made, so only updates 1..unroll-1, unroll+1..2*unroll-1, ... up to the
-    last boundary below ``steps`` get a meta-gradient (1-19, 21-39, 41-59, 61-79 for 100 steps, unroll 20);
-    the updates at the boundaries (0, 20, 40, 60, 80) and all after the last one (81-99) are run untrained.
+    Update t turns theta_t into theta_{t+1}. Normally every update is meta-trained (k = the unroll's length).
+    ``meta_update_schedule_bug`` reproduces defect (c) of the thesis code: its loop took the loss at each step
+    *before* that step's update, made the update, and when ``t % unroll == 0`` back-propagated, stepped the
+    meta-optimizer and detached the update just made. So only updates 1..unroll-1, unroll+1..2*unroll-1, ... up to
+    the last boundary below ``steps`` get a meta-gradient (1-19, 21-39, 41-59, 61-79 for 100 steps, unroll 20);
+    the boundary updates (0, 20, 40, 60, 80) are computed with the weights *before* that meta-step and never
+    trained, and the updates after the last boundary (81-99) are run untrained.
     """
     check_int("steps", steps)
     check_int("unroll", unroll)
     if unroll > steps:
         raise ValueError(f"unroll={unroll} must not exceed steps={steps}")
     if not meta_update_schedule_bug:
-        return [(range(s, min(s + unroll, steps)), True) for s in range(0, steps, unroll)]
-    segments, boundaries = [], list(range(0, steps, unroll))
-    for b, nxt in zip(boundaries, boundaries[1:] + [None]):
-        segments.append((range(b, b + 1), False))
-        if nxt is None:  # after the last boundary: run, never meta-trained
-            if b + 1 < steps:
-                segments.append((range(b + 1, steps), False))
-        elif b + 1 < nxt:
-            segments.append((range(b + 1, nxt), True))
+        return [(range(s, min(s + unroll, steps)), min(unroll, steps - s)) for s in range(0, steps, unroll)]
+    boundaries = list(range(0, steps, unroll))
+    segments = [(range(0, 1), 0)]  # update 0: the meta-step at iteration 0 has no gradient to take
+    for b, nxt in zip(boundaries, boundaries[1:]):
+        segments.append((range(b + 1, nxt + 1), nxt - b - 1))  # ends with the untrained boundary update nxt
+    if boundaries[-1] + 1 < steps:
+        segments.append((range(boundaries[-1] + 1, steps), 0))
     return segments
 
 
@@ -80,14 +80,20 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
     theta = theta.detach()
     state = lstm.initial_state(theta.numel(), device=theta.device, dtype=theta.dtype)
     unroll_losses, skipped = [], 0
-    for k, (segment, trained) in enumerate(segments):
+    for k, (segment, n_trained) in enumerate(segments):
         meta_loss = theta.new_zeros(())
         first_bad = None
+        trained = n_trained > 0
         for t in segment:
             update, state = lstm.step_tasks(grad, state, tasks.tensor_sizes)
+            if t >= segment.start + n_trained:  # an untrained update: computed, never given a meta-gradient
+                update = update.detach()
             theta = theta + update
+            if not theta.requires_grad:  # an untrained start: the gradient fed to the LSTM still needs theta's graph
+                theta.requires_grad_(True)
             loss = tasks.loss(theta, t + 1)
-            meta_loss = meta_loss + loss.mean()
+            if t < segment.start + n_trained:
+                meta_loss = meta_loss + loss.mean()
             if first_bad is None and not torch.isfinite(loss).all():
                 first_bad = (t + 1, [tasks.task_seeds[i] for i in (~torch.isfinite(loss)).nonzero().flatten().tolist()])
             if t + 1 < steps:

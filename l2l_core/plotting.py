@@ -56,3 +56,55 @@ def plot_losses(frame: pd.DataFrame, col: str | None = None, title: str | None =
     if title and col:
         fig.suptitle(title)
     return fig
+
+
+def plot_meta_training(history: pd.DataFrame, col: str = "setting", height: float = 3.4):
+    """Meta-training curves: validation summed loss (steps 0..T-1, mean over the validation tasks) against
+    trajectories seen, one line per meta-training seed, one panel per ``col`` value; the selected (best) point
+    of each seed is marked."""
+    panels = list(dict.fromkeys(history[col])) if col in history else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 4.6 * len(panels), height), squeeze=False,
+                             constrained_layout=True)
+    colors = sns.color_palette("colorblind", max(1, history["meta_seed"].nunique()))
+    for ax, panel in zip(axes.flat, panels):
+        data = history if panel is None else history[history[col] == panel]
+        for color, (seed, run) in zip(colors, data.groupby("meta_seed", sort=True)):
+            run = run.sort_values("trajectories")
+            ax.plot(run["trajectories"], run["val_loss_sum"], color=color, lw=1.2, label=f"seed {seed}")
+            best = run.loc[run["val_loss_sum"].idxmin()]
+            ax.plot(best["trajectories"], best["val_loss_sum"], "o", color=color, ms=5)
+        ax.set_yscale("log")
+        ax.set_xlabel("meta-training trajectories seen")
+        ax.set_ylabel("validation summed loss")
+        ax.set_title(panel or "")
+        ax.grid(True, which="major", alpha=0.3)
+    axes.flat[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="meta-seed")
+    return fig
+
+
+def plot_seed_strip(frame: pd.DataFrame, metric: str = "sum@100", col: str = "setting", height: float = 3.2):
+    """Each meta-training seed's LSTM (one point: its mean ``metric`` over the held-out tasks) beside the tuned
+    baselines (a horizontal mark each), one panel per ``col`` value. Diverged runs are left out here."""
+    from .claims import per_task_metric
+
+    panels = list(dict.fromkeys(frame[col])) if col in frame else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 3.8 * len(panels), height), squeeze=False,
+                             constrained_layout=True)
+    for ax, panel in zip(axes.flat, panels):
+        data = frame if panel is None else frame[frame[col] == panel]
+        keys = ["optimizer", "meta_seed"] if "meta_seed" in data else ["optimizer"]
+        values = per_task_metric(data.assign(meta_seed=data.get("meta_seed", -1)), metric)
+        means = values.groupby(keys, sort=False)["value"].mean().reset_index()
+        order = _order(means["optimizer"])
+        for x, name in enumerate(order):
+            rows = means[means.optimizer == name]
+            color = PALETTE.get(name, "grey")
+            if name.startswith(LSTM_LABEL):
+                ax.plot([x] * len(rows), rows["value"], "o", color=color, alpha=0.8)
+            else:
+                ax.plot([x - 0.3, x + 0.3], [rows["value"].mean()] * 2, "-", color=color, lw=3)
+        ax.set_xticks(range(len(order)), order)
+        ax.set_ylabel(metric.replace("sum@", "loss summed over steps 0-").replace("loss@", "loss at step "))
+        ax.set_title(panel or "")
+        ax.grid(True, axis="y", alpha=0.3)
+    return fig

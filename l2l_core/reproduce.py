@@ -67,7 +67,7 @@ def parameters(name: str, profile: str, out: Path, device: str) -> dict:
     if name == "90_conclusions":
         params = {"profile": profile, "results_root": str(out / "results")}
     elif name == "07_drop_in":
-        params = {"profile": profile, "checkpoint": str(out / "results" / "02_mnist" / "lstm.pt")}
+        params = {"profile": profile, "checkpoint": str(out / "results" / "02_mnist" / "lstm-seed0.pt")}
     elif name == "99_reproduction":
         params = {"build_dir": str(out), "profile": profile}
     else:

@@ -77,7 +77,7 @@ class QuadraticTasks(TaskBatch):
 
     def initial_params(self) -> torch.Tensor:
         # the thesis code (a popular PyTorch port) starts every quadratic at theta = 0
-        return torch.zeros(self.n_tasks, self.dim, device=self.W.device)
+        return torch.zeros(self.n_tasks, self.dim, device=self.W.device, dtype=self.W.dtype)
 
     def repeat(self, k: int) -> "QuadraticTasks":
         return QuadraticTasks(self.W.repeat(k, 1, 1), self.y.repeat(k, 1), self.task_seeds * k)
@@ -199,7 +199,7 @@ class MLPTasks(TaskBatch):
         return self.shape.tensor_sizes
 
     def initial_params(self) -> torch.Tensor:
-        return torch.stack([self.shape.init(s, self.init) for s in self.task_seeds]).to(self.x.device)
+        return torch.stack([self.shape.init(s, self.init) for s in self.task_seeds]).to(self.x.device, self.x.dtype)
 
     def minibatch_indices(self, step: int) -> torch.Tensor:
         """(n_tasks, batch_size) rows of ``x``; a pure function of (task seed, step)."""

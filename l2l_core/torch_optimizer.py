@@ -1,6 +1,6 @@
 """The trained LSTM as a drop-in ``torch.optim.Optimizer`` for any ``nn.Module``.
 
-    opt = LearnedOptimizer(model.parameters(), checkpoint="build/full/results/02_mnist/lstm.pt")
+    opt = LearnedOptimizer(model.parameters(), checkpoint="build/full/results/02_mnist/lstm-seed0.pt")
     loss.backward(); opt.step(); opt.zero_grad()
 
 Each parameter tensor keeps its own LSTM hidden state (per coordinate), exactly as the functional

@@ -1,48 +1,217 @@
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from l2l_core.claims import Claim, check_claim, per_task_metric
+from l2l_core.claims import (COLUMNS, MARGINS, Claim, Part, check_claim, check_claims, holm_verdicts, not_run,
+                             per_task_metric)
+from l2l_core.evaluate import mean_ci
+from l2l_core.stats import crossed_mean_ci
+
+REL = 1e-12  # float64 arithmetic
 
 
-def frame_with(offsets: dict, n_tasks=30, steps=10, noise=0.05, seed=0):
-    """Loss curves per optimizer = shared task difficulty + optimizer offset + noise (paired by task)."""
-    rng = np.random.default_rng(seed)
-    difficulty = rng.uniform(1, 2, n_tasks)
+def frame_from(lstm, baselines: dict, steps: int = 2, diverge: dict | None = None) -> pd.DataFrame:
+    """Tidy frame: LSTM run (meta_seed s, task i) and baseline runs have a flat loss curve at their value
+    (loss@K = value, sum@K = K * value, final_accuracy = value). ``diverge`` maps (optimizer, meta_seed, task)
+    to the step from which that run's loss is NaN (the run is then diverged=True)."""
+    lstm = np.atleast_2d(np.asarray(lstm, dtype=np.float64))
+    diverge = diverge or {}
+    runs = [("LSTM", s, lstm[s]) for s in range(lstm.shape[0])]
+    runs += [(name, -1, np.asarray(v, dtype=np.float64)) for name, v in baselines.items()]
     rows = []
-    for name, offset in offsets.items():
-        for task in range(n_tasks):
+    for name, meta_seed, values in runs:
+        for task, value in enumerate(values):
+            start = diverge.get((name, meta_seed, task))
             for step in range(steps + 1):
-                loss = difficulty[task] * np.exp(-0.1 * step) + offset + noise * rng.standard_normal()
-                rows.append((name, np.nan, 0, task, step, loss))
-    return pd.DataFrame(rows, columns=["optimizer", "lr", "seed", "task", "step", "loss"])
+                loss = np.nan if start is not None and step >= start else value
+                rows.append((name, np.nan, 0, meta_seed, task, step, loss, start is not None, value))
+    return pd.DataFrame(rows, columns=["optimizer", "lr", "seed", "meta_seed", "task", "step", "loss", "diverged",
+                                       "final_accuracy"])
 
 
-def test_lstm_wins_holds_when_it_is_better_than_every_baseline():
-    frame = frame_with({"LSTM": 0.0, "Adam": 0.2, "SGD": 0.5})
-    row = check_claim(frame, Claim("x", "wins", "thesis", metric="sum@10"))
-    assert row["verdict"] == "holds"
-    assert row["best_baseline"] == "Adam"
-    assert row["difference"] == pytest.approx(-0.2 * 10, abs=0.2)
-    assert row["difference_lo"] < row["difference"] < row["difference_hi"] < 0
+def synth(lstm_offset, baseline_offsets: dict, n_seeds=5, n_tasks=20, noise=0.02, seed=0, **kwargs):
+    """Values = task level (about 1) + offset + noise; ``lstm_offset`` may be one number per seed."""
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(0.8, 1.2, n_tasks)
+    offset = np.broadcast_to(np.asarray(lstm_offset, dtype=np.float64), (n_seeds,))[:, None]
+    lstm = level + offset + noise * rng.standard_normal((n_seeds, n_tasks))
+    baselines = {b: level + o + noise * rng.standard_normal(n_tasks) for b, o in baseline_offsets.items()}
+    return frame_from(lstm, baselines, **kwargs), lstm, baselines
 
 
-def test_lstm_wins_does_not_hold_when_one_baseline_is_better():
-    frame = frame_with({"LSTM": 0.1, "Adam": 0.0, "SGD": 0.5})
-    assert check_claim(frame, Claim("x", "wins", "t", metric="loss@10"))["verdict"] == "does not hold"
-    assert check_claim(frame, Claim("x", "fails", "t", kind="lstm_fails", metric="loss@10"))["verdict"] == "holds"
+def verdict(frame, *parts, metric="loss@2"):
+    return check_claim(frame, Claim("x", "c", "t", "src", parts, metric=metric))["verdict"]
 
 
-def test_indistinguishable_optimizers_are_inconclusive():
-    frame = frame_with({"LSTM": 0.0, "Adam": 0.0}, noise=0.5, n_tasks=8)
-    assert check_claim(frame, Claim("x", "wins", "t", metric="loss@10"))["verdict"] == "inconclusive"
+# kind -> outcome -> (LSTM offset against Adam at offset 0, noise); Adam's mean is about 1
+CASES = {
+    "better": {"holds": (-0.05, 0.02), "does not hold": (0.05, 0.02), "inconclusive": (0.0, 0.5)},
+    "worse": {"holds": (0.05, 0.02), "does not hold": (-0.05, 0.02), "inconclusive": (0.0, 0.5)},
+    "negligible": {"holds": (0.0, 0.02), "does not hold": (0.2, 0.02), "inconclusive": (0.0, 0.5)},
+    "wide_margin": {"holds": (-0.3, 0.02), "does not hold": (0.0, 0.02), "inconclusive": (-0.1, 0.5)},
+    "no_advantage": {"holds": (0.0, 0.02), "does not hold": (-0.3, 0.02), "inconclusive": (-0.05, 0.5)},
+}
+
+
+@pytest.mark.parametrize("kind,outcome", [(k, o) for k in CASES for o in CASES[k]])
+def test_every_kind_reaches_every_outcome(kind, outcome):
+    offset, noise = CASES[kind][outcome]
+    frame, _, _ = synth(offset, {"Adam": 0.0}, noise=noise)
+    assert verdict(frame, Part(kind)) == outcome
+
+
+def test_p_values_follow_the_stated_tests():
+    frame, lstm, base = synth(-0.03, {"Adam": 0.0, "SGD": 0.02}, noise=0.05)
+    d = {b: lstm - base[b] for b in base}
+    ci = {b: crossed_mean_ci(d[b]) for b in base}
+    delta = {b: MARGINS["negligible"] * abs(base[b].mean()) for b in base}
+    row = check_claim(frame, Claim("x", "c", "t", "s", [Part("negligible")], metric="loss@2"))
+    holds = max(max(ci[b].p_below(delta[b]), ci[b].p_above(-delta[b])) for b in base)
+    fails = min(1.0, 2 * min(min(2 * min(ci[b].p_above(delta[b]), ci[b].p_below(-delta[b])), 1.0) for b in base))
+    assert (row["p_holds"], row["p_fails"]) == pytest.approx((holds, fails), rel=REL)
+    delta = {b: MARGINS["no_advantage"] * abs(base[b].mean()) for b in base}
+    row = check_claim(frame, Claim("x", "c", "t", "s", [Part("no_advantage")], metric="loss@2"))
+    holds = min(1.0, 2 * min(ci[b].p_above(-delta[b]) for b in base))
+    fails = max(ci[b].p_below(-delta[b]) for b in base)
+    assert (row["p_holds"], row["p_fails"]) == pytest.approx((holds, fails), rel=REL)
+
+
+def test_all_and_any_combinations_over_baselines():
+    frame, _, _ = synth(0.0, {"Adam": -0.05, "SGD": 0.5})  # Adam slightly better than the LSTM, SGD far worse
+    assert verdict(frame, Part("better")) == "does not hold"  # needs every baseline
+    assert verdict(frame, Part("better", ("SGD",))) == "holds"
+    assert verdict(frame, Part("no_advantage")) == "holds"  # one baseline suffices
+    assert verdict(frame, Part("no_advantage", ("SGD",))) == "does not hold"
+
+
+def test_compound_relu_style_claim():
+    relu = (Part("worse", ("NAG",)), Part("better", ("SGD", "RMSprop", "Adam")))
+    others = {"SGD": 0.3, "RMSprop": 0.2, "Adam": 0.1}
+    holding, _, _ = synth(0.0, {"NAG": -0.2, **others})
+    row = check_claim(holding, Claim("04", "c", "t", "slides", relu, metric="sum@2"))
+    assert row["verdict"] == "holds" and row["best_baseline"] == "NAG"
+    assert row["test"] == "NAG better than the LSTM; and LSTM better than each of SGD, RMSprop, Adam (sum@2)"
+    nag_loses, _, _ = synth(0.0, {"NAG": 0.2, **others})
+    assert verdict(nag_loses, *relu) == "does not hold"
+    adam_wins, _, _ = synth(0.0, {"NAG": -0.2, "SGD": 0.3, "RMSprop": 0.2, "Adam": -0.1})
+    assert verdict(adam_wins, *relu) == "does not hold"
+
+
+def test_a_diverged_run_is_scored_as_the_worst_value_and_its_task_stays():
+    frame, lstm, base = synth(-0.05, {"Adam": 0.0, "SGD": 0.1}, diverge={("LSTM", 0, 3): 1})
+    values = per_task_metric(frame, "sum@2")
+    paired = values.pivot_table(index=["seed", "task"], columns=["optimizer", "meta_seed"], values="value")
+    assert len(paired.dropna()) == 19  # dropping NaN would lose task 3 for every comparison
+    row = check_claim(frame, Claim("x", "c", "t", "s", [Part("better")], metric="sum@2"))
+    worst = 2 * max(np.delete(lstm.reshape(-1), 3).max(), base["Adam"].max(), base["SGD"].max())
+    scored = 2 * lstm.copy()
+    scored[0, 3] = worst
+    assert row["n_tasks"] == 20 and row["n_seeds"] == 5 and row["diverged_runs"] == 1
+    assert row["lstm"] == pytest.approx(scored.mean(), rel=REL)
+    assert row["difference"] == pytest.approx((scored - 2 * base["Adam"]).mean(), rel=REL)
+    assert "LSTM 1 of 100, Adam 0 of 20, SGD 0 of 20" in row["ours"]
+
+
+def test_a_diverged_baseline_counts_against_it_and_late_divergence_is_not_scored():
+    frame, _, base = synth(0.0, {"Adam": 0.0}, diverge={("Adam", -1, 5): 2})
+    early = check_claim(frame, Claim("x", "c", "t", "s", [Part("better")], metric="loss@2"))
+    assert early["diverged_runs"] == 1 and "Adam 1 of 20" in early["ours"]
+    assert early["best_baseline_value"] > base["Adam"].mean()
+    late = check_claim(frame, Claim("x", "c", "t", "s", [Part("better")], metric="sum@2"))  # steps 0-1 are finite
+    assert late["diverged_runs"] == 0
+    assert late["best_baseline_value"] == pytest.approx(2 * base["Adam"].mean(), rel=REL)
+
+
+def test_seeds_are_random_effects_and_counted_one_by_one():
+    frame, lstm, base = synth([-0.1, -0.1, -0.1, -0.1, 0.1], {"Adam": 0.0})  # the last seed is bad
+    row = check_claim(frame, Claim("x", "c", "t", "s", [Part("better")], metric="loss@2"))
+    assert (row["seeds"], row["seeds_holding"], row["n_seeds"]) == ("4 of 5", 4, 5)
+    ci = crossed_mean_ci(lstm)
+    assert (row["lstm"], row["lstm_lo"], row["lstm_hi"]) == pytest.approx((ci.mean, ci.lo, ci.hi), rel=REL)
+    _, naive_lo, naive_hi = mean_ci((lstm - base["Adam"]).reshape(-1))
+    assert row["difference_hi"] - row["difference_lo"] > 2 * (naive_hi - naive_lo)
+    assert naive_hi < 0 and row["verdict"] == "inconclusive"  # pooling would have called it
+
+
+def test_accuracy_is_oriented_higher_is_better():
+    rng = np.random.default_rng(4)
+    frame = frame_from(0.9 + 0.01 * rng.standard_normal((3, 20)),
+                       {"Adam": 0.85 + 0.01 * rng.standard_normal(20), "SGD": 0.8 + 0.01 * rng.standard_normal(20)})
+    row = check_claim(frame, Claim("x", "c", "t", "s", [Part("better")], metric="accuracy"))
+    assert row["verdict"] == "holds" and row["best_baseline"] == "Adam"
+    assert 0 < row["difference_lo"] < row["difference"] < row["difference_hi"]
+    assert verdict(frame, Part("worse"), metric="accuracy") == "does not hold"
+    diverged = frame_from(np.full((1, 3), 0.9), {"Adam": [0.8, 0.85, 0.7]}, diverge={("LSTM", 0, 0): 1})
+    row = check_claim(diverged, Claim("x", "c", "t", "s", [Part("better")], metric="accuracy"))
+    assert row["lstm"] == pytest.approx((0.7 + 0.9 + 0.9) / 3, rel=REL)  # scored as the smallest accuracy
+
+
+def test_holm_turns_a_marginal_holds_into_inconclusive_among_many_claims():
+    z = np.tile([1.0, -1.0], 10)  # mean 0, sd sqrt(20/19): t = -2.5 on 19 df for the difference below
+    frame = frame_from(5.0 - 2.5 / math.sqrt(19) + z, {"Adam": np.full(20, 5.0)})
+    marginal = check_claims(frame, [Claim("x", "c", "t", "s", [Part("better")], metric="loss@2")])
+    assert 0.0025 < marginal["p_holds"].iloc[0] < 0.025 and marginal["verdict"].iloc[0] == "holds"
+    assert holm_verdicts(marginal)["verdict_holm"].iloc[0] == "holds"
+    others = pd.DataFrame([{**dict.fromkeys(COLUMNS), "p_holds": 0.5, "p_fails": 0.5, "verdict": "inconclusive"}] * 9)
+    skipped = pd.DataFrame([not_run(Claim("y", "c", "t"), "no data")])
+    table = holm_verdicts(pd.concat([marginal, others, skipped], ignore_index=True))
+    assert table["verdict_holm"].iloc[0] == "inconclusive"
+    assert table["p_holds_holm"].iloc[0] == pytest.approx(10 * marginal["p_holds"].iloc[0], rel=REL)
+    assert table["verdict_holm"].iloc[-1] == "not run" and np.isnan(table["p_holds_holm"].iloc[-1])
+    assert (table["verdict"] == pd.concat([marginal, others, skipped], ignore_index=True)["verdict"]).all()
+
+
+def test_a_frame_without_meta_seed_is_one_lstm():
+    frame, _, _ = synth(-0.05, {"Adam": 0.0}, n_seeds=1)
+    claim = Claim("x", "c", "t", "s", [Part("better")], metric="sum@2")
+    with_column = check_claim(frame, claim)
+    without = check_claim(frame.drop(columns="meta_seed"), claim)
+    assert without == with_column and without["seeds"] == "1 of 1"
+    mixed = frame.assign(meta_seed=frame.meta_seed.where(frame.optimizer == "LSTM"))  # NaN on baseline rows
+    assert check_claim(mixed, claim) == with_column
+
+
+def test_rows_are_complete_and_not_run_rows_leave_numbers_empty():
+    frame, _, _ = synth(-0.05, {"Adam": 0.0, "SGD": 0.1})
+    frame = frame.assign(setting="A")
+    claims = [Claim("x", "c", "thesis text", "slide 3", [Part("wide_margin", "SGD")], metric="loss@2", setting="A"),
+              Claim("x", "c", "t", "s", [Part("better")], setting="B")]
+    table = check_claims(frame, claims, skipped={"B": "data set absent"})
+    assert list(table.columns) == COLUMNS
+    ran, skipped = table.iloc[0], table.iloc[1]
+    assert (ran["source"], ran["margin"], ran["best_baseline"]) == ("slide 3", MARGINS["wide_margin"], "SGD")
+    assert ran["test"] == "LSTM better than SGD by more than 10% (loss@2)"
+    assert (skipped["verdict"], skipped["ours"], skipped["test"]) == \
+        ("not run", "data set absent", "LSTM better than every baseline (sum@100)")
+    assert np.isnan(skipped[["p_holds", "lstm", "difference", "n_tasks", "diverged_runs"]].astype(float)).all()
+
+
+def test_bad_inputs_are_refused():
+    frame, _, _ = synth(0.0, {"Adam": 0.0})
+    with pytest.raises(ValueError, match="baseline='NAG'"):
+        verdict(frame, Part("better", ("NAG",)))
+    with pytest.raises(ValueError, match="crossed"):
+        verdict(frame[~((frame.meta_seed == 2) & (frame.task == 7))], Part("better"))
+    with pytest.raises(ValueError, match="kind='best'"):
+        Part("best")
+    with pytest.raises(ValueError, match="metric='mean@3'"):
+        Claim("x", "c", "t", metric="mean@3")
+
+
+def test_old_constructor_still_works():
+    old = Claim("x", "c", "t", kind="lstm_fails", metric="sum@100", baseline="NAG")
+    assert old.parts == (Part("worse", ("NAG",)),) and old.kind is None
+    assert Claim("x", "c", "t").parts == (Part("better"),)
+    assert old.capped(20).parts == old.parts
 
 
 def test_metrics_are_computed_per_task():
-    frame = frame_with({"LSTM": 0.0}, n_tasks=2, steps=3)
+    frame, _, _ = synth(0.0, {"Adam": 0.0}, n_seeds=2, n_tasks=3, steps=3)
     sums = per_task_metric(frame, "sum@3")
-    expected = frame[frame.step < 3].groupby("task").loss.sum().values
-    np.testing.assert_allclose(sums.value.values, expected)
+    expected = frame[frame.step < 3].groupby(["optimizer", "meta_seed", "task"], sort=False).loss.sum().values
+    np.testing.assert_allclose(sums.value.values, expected, rtol=REL)
     with pytest.raises(ValueError, match="needs step 5"):
         per_task_metric(frame, "loss@5")
     with pytest.raises(ValueError, match="metric='mean@3'"):
@@ -52,21 +221,3 @@ def test_metrics_are_computed_per_task():
 def test_claims_cap_their_step_on_short_runs():
     assert Claim("x", "c", "t", metric="sum@100").capped(20).metric == "sum@20"
     assert Claim("x", "c", "t", metric="loss@200").capped(300).metric == "loss@200"
-
-
-def test_claim_against_one_named_baseline():
-    frame = frame_with({"LSTM": 0.0, "NAG": -0.3, "SGD": 0.5})
-    overtakes = Claim("x", "NAG overtakes", "t", kind="lstm_fails", metric="loss@10", baseline="NAG")
-    assert check_claim(frame, overtakes)["verdict"] == "holds"
-    beats_sgd = Claim("x", "beats SGD", "t", kind="lstm_wins", metric="loss@10", baseline="SGD")
-    assert check_claim(frame, beats_sgd)["verdict"] == "holds"
-    with pytest.raises(ValueError, match="baseline='Adam'"):
-        check_claim(frame, Claim("x", "c", "t", metric="loss@10", baseline="Adam"))
-
-
-def test_no_lstm_advantage_holds_unless_the_lstm_is_clearly_better():
-    tie = frame_with({"LSTM": 0.0, "Adam": 0.0}, noise=0.5, n_tasks=8)
-    better = frame_with({"LSTM": 0.0, "Adam": 0.3})
-    claim = Claim("x", "tie", "t", kind="no_lstm_advantage", metric="loss@10")
-    assert check_claim(tie, claim)["verdict"] == "holds"
-    assert check_claim(better, claim)["verdict"] == "does not hold"

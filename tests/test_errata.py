@@ -20,20 +20,70 @@ from test_meta_train import RecordingLSTM
 
 
 # ---------------------------------------------------------------- (c) meta-update schedule
-def test_schedule_bug_meta_updates_at_multiples_of_the_unroll_only():
+THESIS_TRAINED = set(range(1, 20)) | set(range(21, 40)) | set(range(41, 60)) | set(range(61, 80))
+
+
+def test_schedule_bug_trains_the_updates_the_thesis_loop_trained():
     segments = unroll_segments(100, 20, meta_update_schedule_bug=True)
-    assert segments == [range(0, 1), range(1, 21), range(21, 41), range(41, 61), range(61, 81)]
-    assert unroll_segments(100, 20) == [range(s, s + 20) for s in range(0, 100, 20)]
+    assert {t for seg, k in segments for t in seg[:k]} == THESIS_TRAINED
+    assert [t for seg, _ in segments for t in seg] == list(range(100))
+    assert unroll_segments(100, 20) == [(range(s, s + 20), 20) for s in range(0, 100, 20)]
 
 
-def test_schedule_bug_leaves_updates_81_to_99_untrained():
+def test_schedule_bug_leaves_boundary_and_final_updates_untrained():
     fam = QuadraticFamily()
     lstm = RecordingLSTM(fam.default_lstm, seed=0)
     opt = torch.optim.Adam(lstm.parameters(), lr=1e-3)
-    result = train_trajectory(lstm, opt, fam.sample(2, 0, "meta_train"), steps=100, unroll=20,
-                              meta_update_schedule_bug=True)
-    assert len(result.unroll_losses) == 5  # meta-updates after updates 0, 20, 40, 60, 80
-    assert lstm.meta_grad_steps == set(range(81))
+    train_trajectory(lstm, opt, fam.sample(2, 0, "meta_train"), steps=100, unroll=20, meta_update_schedule_bug=True)
+    assert lstm.calls == 100
+    assert lstm.meta_grad_steps == THESIS_TRAINED
+
+
+def _thesis_loop(lstm, meta_optimizer, tasks, steps, unroll):
+    """A literal re-implementation of the thesis code's fit() loop: at each iteration the loss is taken at the
+    current parameters and added to the running total *before* the update, the update is made, and when
+    ``iteration % unroll == 0`` the total is back-propagated, the optimizer stepped and everything detached
+    (including the update just made)."""
+    theta = tasks.initial_params().requires_grad_(True)
+    state = lstm.initial_state(theta.numel(), dtype=theta.dtype)
+    total = None
+    for iteration in range(steps):
+        loss = tasks.loss(theta, iteration)
+        total = loss.mean() if total is None else total + loss.mean()
+        (grad,) = torch.autograd.grad(loss.sum(), theta, retain_graph=True)
+        update, new_state = lstm.step_tasks(grad.detach(), state, tasks.tensor_sizes)
+        new_theta = theta + update
+        if iteration % unroll == 0:
+            meta_optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            meta_optimizer.step()
+            total = None
+            theta = new_theta.detach().requires_grad_(True)
+            state = tuple(x.detach() for x in new_state)
+        else:
+            theta, state = new_theta, new_state
+
+
+def test_schedule_bug_meta_gradients_equal_the_literal_thesis_loop():
+    """Same LSTM, same tasks, plain SGD as the meta-optimizer (a step on no gradient changes nothing, as in the
+    thesis): after one trajectory both loops leave the same weights. float64, so agreement is to ~1e-12; a
+    schedule one step off moves the weights by far more (checked below)."""
+    fam = QuadraticFamily()
+    tasks = fam.sample(3, 0, "meta_train")
+    tasks = dataclasses.replace(tasks, W=tasks.W.double(), y=tasks.y.double())
+    weights = {}
+    for name in ("thesis", "ours", "off-by-one"):
+        lstm = LSTMOptimizer(fam.default_lstm, seed=0).double()
+        opt = torch.optim.SGD(lstm.parameters(), lr=1e-6)
+        if name == "thesis":
+            _thesis_loop(lstm, opt, tasks, 60, 20)
+        elif name == "ours":
+            train_trajectory(lstm, opt, tasks, steps=60, unroll=20, meta_update_schedule_bug=True)
+        else:
+            train_trajectory(lstm, opt, tasks, steps=60, unroll=20)
+        weights[name] = torch.cat([p.detach().flatten() for p in lstm.parameters()])
+    torch.testing.assert_close(weights["ours"], weights["thesis"], rtol=1e-10, atol=1e-12)
+    assert (weights["off-by-one"] - weights["thesis"]).abs().max() > 1e-6
 
 
 # ---------------------------------------------------------------- (d) shared state offset

@@ -23,7 +23,7 @@ def test_same_seed_gives_identical_frames_and_other_seed_differs():
 def test_frame_is_tidy_and_steps_may_exceed_training_horizon():
     fam = QuadraticFamily()
     frame = evaluate(Baseline("sgd", 0.01), fam, n_tasks=3, steps=150, seed=0)
-    assert list(frame.columns) == ["optimizer", "lr", "seed", "task", "step", "loss", "diverged"]
+    assert list(frame.columns) == ["optimizer", "lr", "seed", "task", "step", "loss", "diverged", "meta_seed"]
     assert not frame.diverged.any()
     assert len(frame) == 3 * 151
     assert set(frame.step) == set(range(151))

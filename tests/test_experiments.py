@@ -2,6 +2,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from l2l_core import experiments as ex
 from l2l_core.tasks import QuadraticFamily
@@ -34,7 +35,7 @@ def test_missing_data_set_is_reported_as_not_run(tiny_mnist_root, tmp_path):
     """SVHN absent: the experiment still runs, and its claim row says 'not run' with the reason."""
     s = ex.settings("06_cifar_svhn", "mlp", "smoke", data_root=str(tiny_mnist_root), results_dir=tmp_path / "06")
     svhn = ex.mlp_family(s, dataset="svhn")
-    claim = ex.Claim("06", "no advantage on SVHN", "thesis", kind="no_lstm_advantage", metric="sum@100",
+    claim = ex.Claim("06", "no advantage on SVHN", "thesis", "slides", (ex.Part("no_advantage"),), metric="sum@100",
                      setting=ex.setting_label(svhn))
     result = ex.run_experiment(s, [ex.mlp_family(s), svhn], [claim], progress=False)
     row = result.claims.iloc[0]
@@ -44,17 +45,31 @@ def test_missing_data_set_is_reported_as_not_run(tiny_mnist_root, tmp_path):
     assert "SVHN 3072-20-10 sigmoid" in run["skipped"] and run["peak_rss_mb"] > 0
 
 
-def test_checkpoint_is_reused_only_for_the_same_training_settings(tmp_path):
+def test_seed_lstms_are_reused_only_for_the_same_training_settings(tmp_path):
     fam = QuadraticFamily()
     s = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path)
-    first, history = ex.train_or_load(fam, s, tmp_path / "lstm.pt", progress=False)
-    again, _ = ex.train_or_load(fam, s, tmp_path / "lstm.pt", progress=False)
-    for a, b in zip(first.parameters(), again.parameters()):
-        assert (a == b).all()
-    assert isinstance(history, pd.DataFrame)
-    other = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path, seed=1)
-    retrained, _ = ex.train_or_load(fam, other, tmp_path / "lstm.pt", progress=False)
-    assert any((a != b).any() for a, b in zip(first.parameters(), retrained.parameters()))
+    first = ex.train_seeds(fam, s, tmp_path, progress=False)
+    assert sorted(first.lstms) == list(s.meta_seeds) and sorted(first.history.meta_seed.unique()) == list(s.meta_seeds)
+    assert (first.history.trajectories == first.history.epoch * s.trajectories_per_epoch).all()
+    again = ex.train_seeds(fam, s, tmp_path, progress=False)
+    for seed in s.meta_seeds:
+        for a, b in zip(first.lstms[seed].parameters(), again.lstms[seed].parameters()):
+            assert (a == b).all()
+    # two seeds train two different LSTMs
+    assert any((a != b).any() for a, b in zip(first.lstms[0].parameters(), first.lstms[1].parameters()))
+    other = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path, meta_lr=0.01)
+    retrained = ex.train_seeds(fam, other, tmp_path, progress=False)
+    assert any((a != b).any() for a, b in zip(first.lstms[0].parameters(), retrained.lstms[0].parameters()))
+
+
+def test_a_smaller_budget_selects_what_a_shorter_run_selects(tmp_path):
+    """The snapshot kept at B trajectories equals the best LSTM of a run given only B trajectories."""
+    fam = QuadraticFamily()
+    s = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path, meta_seeds=[3], meta_epochs=3)
+    long = ex.train_seeds(fam, s, tmp_path / "long", progress=False, snapshot_budgets=(4,))
+    short = ex.train_seeds(fam, s, tmp_path / "short", progress=False, trajectories=4)
+    for a, b in zip(long.at_budget[4][3].parameters(), short.lstms[3].parameters()):
+        assert torch.equal(a, b)
 
 
 def test_notebook_parameter_typos_are_refused_before_running():

@@ -9,8 +9,10 @@ import nbformat as nbf
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PARAMS = '''profile = "quick"   # "smoke": seconds, checks the pipeline; "quick": minutes; "full": what the book reports
-seeds = None        # evaluation seeds (a list); None: the profile's
+PARAMS = '''profile = "quick"   # "smoke": seconds; "quick": minutes; "full": what the book reports; "thesis": the thesis' budgets
+meta_seeds = None   # meta-training seeds, one LSTM each (a list); None: the profile's
+seeds = None        # seeds drawing the held-out test tasks (a list); None: the profile's
+init = "thesis"     # MLP optimizee initialisation: "thesis" (weights N(0, 0.001^2), zero biases) or "pytorch"
 n_tasks = None      # held-out test tasks per seed; None: the profile's
 steps = None        # optimizee steps per evaluation run; None: the profile's (200)
 meta_epochs = None  # meta-training epochs; None: the profile's
@@ -22,8 +24,9 @@ results_dir = None  # None: results/<profile>/<this notebook>'''
 SETUP = '''from IPython.display import display
 from l2l_core import experiments as ex
 
-s = ex.settings({name!r}, {kind!r}, profile, seeds=seeds, n_tasks=n_tasks, steps=steps, meta_epochs=meta_epochs,
-                meta_lr=meta_lr, data_root=data_root, device=device, results_dir=results_dir)
+s = ex.settings({name!r}, {kind!r}, profile, meta_seeds=meta_seeds, seeds=seeds, n_tasks=n_tasks, steps=steps,
+                meta_epochs=meta_epochs, meta_lr=meta_lr, init=init, data_root=data_root, device=device,
+                results_dir=results_dir)
 ex.profile_note(s)'''
 
 RUN = '''result = ex.{runner}(s)
@@ -32,11 +35,17 @@ fig = result.figure()'''
 
 TABLE = '''result.summary_text()'''
 
+TRAINING_CURVES = '''fig_training = result.training_figure()'''
+
+SEED_STRIP = '''fig_seeds = result.seeds_figure()'''
+
 CLAIMS = '''## Claim check
 
-The thesis' claim, its own numbers, and what this run shows (mean [95% CI] over seeds x tasks; the
-paired difference is LSTM minus the best baseline on the same tasks). The verdict is computed:
-*holds* when the confidence interval of every paired difference lies on the claimed side of zero.
+The thesis' claim, where its wording comes from, the thesis' own numbers, and what this run shows: mean [95% CI]
+over meta-training seeds and held-out tasks (seeds and tasks are crossed: every LSTM runs on the same tasks); the
+paired difference is LSTM minus the best baseline on the same tasks. The verdict (holds / does not hold /
+inconclusive) and the rule are on the method page; *seeds* says for how many meta-training seeds, each alone, the
+claim holds. The conclusions page adjusts the verdicts for the number of claims (Holm).
 
 ```{{glue}} {name}.claims
 ```
@@ -50,7 +59,10 @@ quadratics with SGD, RMSprop, Adam and NAG, each with its learning rate tuned on
     "02_mnist": dict(kind="mlp", runner="run_mnist", title="Experiment 2: an MLP on MNIST", intro="""
 Meta-train the LSTM optimizer (gradient preprocessing, output scale 0.1) on a 784-20-10 sigmoid MLP with
 minibatches of 128 MNIST training images, then run it, and the four tuned baselines, on the same network
-trained on MNIST *test* images, for 200 steps: twice the horizon it was trained for."""),
+trained on MNIST *test* images, for 200 steps: twice the horizon it was trained for. The optimizee starts as the
+thesis code starts it (every weight drawn N(0, 0.001^2), biases zero); the same experiment with PyTorch's default
+initialisation (each with its own meta-trained LSTMs and tuned baselines) runs beside it, so the effect of that
+choice on the verdict is on the page.""", long_run=True),
     "03_architectures": dict(kind="mlp", runner="run_architectures", title="Experiment 3: other architectures", intro="""
 The optimizer meta-trained in experiment 2 (on one hidden layer of 20 sigmoid units) is run unchanged on an MLP
 with 40 hidden units and on one with two hidden layers of 20 units. The baselines are tuned on these very
@@ -80,7 +92,10 @@ def code(src, tags=None):
     return cell
 
 
-def experiment_notebook(name, kind, runner, title, intro, sources=False):
+LONG_RUN = '''fig_long = ex.long_run_figure(s)'''
+
+
+def experiment_notebook(name, kind, runner, title, intro, sources=False, long_run=False):
     nb = nbf.v4.new_notebook()
     nb.cells = [
         nbf.v4.new_markdown_cell(f"# {title}\n{intro}\n\nParameters (papermill-injectable; `None` means the profile's value):"),
@@ -93,6 +108,19 @@ def experiment_notebook(name, kind, runner, title, intro, sources=False):
         nbf.v4.new_markdown_cell("Loss at steps 100 and 200, loss summed over steps 0-99 (the thesis' metric) and, for "
                                  "classifiers, held-out accuracy at the end; mean [95% CI]."),
         code(TABLE),
+        nbf.v4.new_markdown_cell("## Meta-training\n\nValidation summed loss (steps 0-99, mean over the validation "
+                                 "tasks) against trajectories seen, one line per meta-training seed; the dot marks the "
+                                 "LSTM that was selected (best on validation). Transfer chapters show the curves of "
+                                 "experiment 2's LSTMs, which they reuse."),
+        code(TRAINING_CURVES),
+        nbf.v4.new_markdown_cell("Each meta-training seed's LSTM (a point: its mean over the held-out tasks) beside the "
+                                 "tuned baselines (a bar each): how much of the spread comes from meta-training."),
+        code(SEED_STRIP),
+        *([nbf.v4.new_markdown_cell("### At the thesis' budget\n\nOne LSTM (seed 0) meta-trained once for the thesis' "
+                                    "2,000 trajectories (validated every 50 on 50 tasks), kept small in "
+                                    "`book/data/long_run/` with its provenance; the dashed line is this profile's "
+                                    "budget. This is the measurement behind the budget choice on the method page."),
+           code(LONG_RUN)] if long_run else []),
         nbf.v4.new_markdown_cell(CLAIMS.format(name=name)),
     ]
     return nb
@@ -168,7 +196,7 @@ DROP_IN = [
 
 ```python
 from l2l_core.torch_optimizer import LearnedOptimizer
-opt = LearnedOptimizer(model.parameters(), checkpoint="build/full/results/02_mnist/lstm.pt")
+opt = LearnedOptimizer(model.parameters(), checkpoint="build/full/results/02_mnist/lstm-seed0.pt")
 for x, y in batches:
     loss = loss_fn(model(x), y)
     loss.backward(); opt.step(); opt.zero_grad()
@@ -192,7 +220,7 @@ from l2l_core.experiments import REPO_ROOT
 from l2l_core.plotting import plot_losses
 
 results = REPO_ROOT / "results" / profile / "02_mnist"
-checkpoint = Path(checkpoint) if checkpoint else results / "lstm.pt"
+checkpoint = Path(checkpoint) if checkpoint else results / "lstm-seed0.pt"
 tuning = pd.read_csv(checkpoint.with_name("tuning.csv"))
 adam_lr = float(tuning[(tuning.optimizer == "Adam") & tuning.chosen].lr.iloc[0])
 seeds = seeds or ((0,) if profile == "smoke" else (0, 1, 2))
