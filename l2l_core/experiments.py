@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .baselines import tune_all
 from .checkpoint import load_optimizer, save_optimizer
@@ -545,14 +546,39 @@ def long_run_figure(s: Settings, folder: str | Path = LONG_RUN_DIR):
     files = sorted(Path(folder).glob("history-*.csv"))
     if not files:
         return None
-    history = pd.concat([pd.read_csv(f).assign(setting=f.stem.removeprefix("history-").rsplit("-seed", 1)[0])
-                         for f in files], ignore_index=True)
+    parts = [f.stem.removeprefix("history-").rsplit("-seed", 1) for f in files]
+    history = pd.concat([pd.read_csv(f).assign(setting=family, meta_seed=int(seed))
+                         for f, (family, seed) in zip(files, parts)], ignore_index=True)
     fig = plot_meta_training(history)
     for ax, setting in zip(fig.axes, dict.fromkeys(history["setting"])):
         kind = "quadratic" if setting.startswith("quadratic") else "mlp"
         budget = TRAINING[kind][s.profile]
         ax.axvline(budget["meta_epochs"] * budget["trajectories_per_epoch"], color="k", ls="--", lw=1)
     return fig
+
+
+def split_facts(result: ExperimentResult) -> pd.DataFrame:
+    """How many images each setting's splits hold (the tuning split feeds minibatches from half of it) and how
+    balanced the evaluation split is: the share of its images in the rarest quarter of the classes (25% if even)."""
+    from .data import meta_split_indices
+
+    rows = []
+    for label in result.sources:
+        dataset = next(v for k, v in {"MNIST": "mnist", "Fashion-MNIST": "fashion_mnist", "EMNIST Letters":
+                                      "emnist_letters", "CIFAR-10": "cifar10", "SVHN": "svhn"}.items()
+                       if label.startswith(k + " "))
+        data = mlp_family(result.settings, dataset=dataset).data
+        splits = meta_split_indices(data)
+        part, test_rows = splits["test"]
+        counts = torch.bincount(data.y_test[test_rows], minlength=data.n_classes).sort().values
+        rare = counts[: max(1, data.n_classes // 4)].sum().item() / counts.sum().item()
+        rows.append({"setting": label, "meta-train images": len(splits["meta_train"][1]),
+                     "tuning (meta-val) images": len(splits["meta_val"][1]),
+                     "tuning images feeding minibatches": len(splits["meta_val"][1]) // 2,
+                     "evaluation images": len(test_rows),
+                     "classes in evaluation": f"{int((counts > 0).sum())} of {data.n_classes}",
+                     "share of evaluation images in the rarest quarter of classes": f"{100 * rare:.1f}%"})
+    return pd.DataFrame(rows)
 
 
 def data_sources(result: ExperimentResult):
@@ -580,7 +606,7 @@ def profile_note(s: Settings):
                     f"{s.trajectories_per_epoch} trajectories of {s.train_steps} steps (unroll {s.unroll}).")
 
 
-CLAIM_COLUMNS = ["experiment", "setting", "claim", "thesis", "metric", "ours", "verdict"]
+CLAIM_COLUMNS = ["experiment", "setting", "claim", "thesis", "source", "test", "ours", "seeds", "verdict"]
 
 
 def glue_result(result: ExperimentResult) -> None:
@@ -600,4 +626,7 @@ def collect_claims(results_root: str | Path) -> pd.DataFrame:
     files = sorted(Path(results_root).glob("*/claims.csv"))
     if not files:
         raise FileNotFoundError(f"results_root={str(results_root)!r} holds no */claims.csv; run the experiment notebooks first")
-    return pd.concat([pd.read_csv(f, keep_default_na=False) for f in files], ignore_index=True)
+    table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    text = table.select_dtypes(include="object").columns
+    table[text] = table[text].fillna("")
+    return table

@@ -13,16 +13,24 @@ from .experiments import CLAIM_COLUMNS, REPO_ROOT, collect_claims
 __all__ = ["collect_claims", "glue_conclusions", "machine_info", "timings_table", "bench_table"]
 
 
-def glue_conclusions(claims: pd.DataFrame) -> None:
-    """Glue counts of verdicts and the whole claims table for the conclusions page."""
+def glue_conclusions(claims: pd.DataFrame) -> pd.DataFrame:
+    """Holm across every claim of the book, then glue the counts of the adjusted verdicts and the whole table.
+    Returns the table with the adjusted columns (``claims.holm_verdicts``)."""
     from myst_nb import glue
 
-    counts = claims["verdict"].value_counts()
+    from .claims import holm_verdicts
+
+    claims = holm_verdicts(claims)
+    counts = claims["verdict_holm"].value_counts()
     glue("conclusions.n", str(len(claims)), display=False)
     for verdict in ("holds", "does not hold", "inconclusive"):
         glue(f"conclusions.{verdict.replace(' ', '_')}", str(int(counts.get(verdict, 0))), display=False)
     glue("conclusions.profiles", ", ".join(sorted(set(claims["profile"]))), display=False)
-    glue("conclusions.table", claims[CLAIM_COLUMNS].style.hide(axis="index"), display=False)
+    table = claims[CLAIM_COLUMNS].rename(columns={"verdict": "verdict (this claim alone)"})
+    table["verdict (Holm, the book's)"] = claims["verdict_holm"]
+    glue("conclusions.table", table.style.hide(axis="index"), display=False)
+    glue("conclusions.tested", str(int(claims["p_holds"].notna().sum())), display=False)
+    return claims
 
 
 def _cpu_model() -> str:

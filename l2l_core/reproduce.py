@@ -156,7 +156,8 @@ def build_book(out: Path) -> Path:
     missing = [n for n in NOTEBOOKS if not (executed / f"{n}.ipynb").is_file()]
     if missing:
         raise FileNotFoundError(f"executed notebooks missing in {executed}: {missing}; run without --book-only first")
-    shutil.copytree(executed, site / "book" / "experiments")
+    # dot-files are the temporary copies of an interrupted run (io.atomic_path): never part of the book
+    shutil.copytree(executed, site / "book" / "experiments", ignore=shutil.ignore_patterns(".*"))
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(site), "--builder", "html", "-W",
            "--keep-going"]
     subprocess.run(cmd, check=True)
