@@ -24,14 +24,16 @@ def test_every_notebook_is_executed_with_results_files(smoke_build):
         assert (smoke_build / "executed" / f"{name}.ipynb").is_file()
     for name in ("01_quadratic", "02_mnist", "03_architectures", "04_relu"):
         results = smoke_build / "results" / name
-        for f in ("losses.parquet", "tuning.csv", "claims.csv", "summary.csv", "settings.json"):
+        for f in ("losses.parquet", "tuning.csv", "claims.csv", "summary.csv", "settings.json", "meta_training.csv"):
             assert (results / f).is_file(), (name, f)
         claims = pd.read_csv(results / "claims.csv")
         assert set(claims.verdict) <= {"holds", "does not hold", "inconclusive"}
         assert (claims.profile == "smoke").all()
-    # 03 and 04 reuse 02's optimizer instead of training their own
-    assert (smoke_build / "results" / "02_mnist" / "lstm.pt").is_file()
-    assert not (smoke_build / "results" / "03_architectures" / "lstm.pt").exists()
+        assert (claims.n_seeds == 2).all()  # the smoke profile's two meta-training seeds
+    # 03 and 04 reuse 02's optimizers (one per meta-training seed) instead of training their own
+    for seed in (0, 1):
+        assert (smoke_build / "results" / "02_mnist" / f"lstm-seed{seed}.pt").is_file()
+    assert not list((smoke_build / "results" / "03_architectures").glob("lstm*.pt"))
     timings = pd.read_csv(smoke_build / "timings.csv")
     assert list(timings.notebook) == list(reproduce.NOTEBOOKS)
 
@@ -41,7 +43,7 @@ def test_errata_and_long_horizon_chapters_write_their_tables(smoke_build):
     assert {d[:3] for d in errata.defect} == {"(a)", "(b)", "(c)", "(d)"}
     assert set(errata["survives the fix"]) <= {"yes", "no", "uncertain"}
     # errata reuse the chapters' runs and 02's LSTM rather than re-running them
-    assert not (smoke_build / "results" / "08_errata" / "lstm.pt").exists()
+    assert not list((smoke_build / "results" / "08_errata").glob("lstm-seed*.pt"))
     horizons = smoke_build / "results" / "09_long_horizons"
     costs = pd.read_csv(horizons / "costs.csv")
     assert (costs.seconds_per_step > 0).all() and set(costs.optimizer) == {"LSTM", "SGD", "RMSprop", "Adam", "NAG"}

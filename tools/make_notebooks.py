@@ -139,7 +139,7 @@ results_root = None  # None: results/<profile>; make reproduce passes build/<pro
 from l2l_core.experiments import REPO_ROOT
 
 claims = report.collect_claims(results_root or REPO_ROOT / "results" / profile)
-report.glue_conclusions(claims)'''),
+claims = report.glue_conclusions(claims)  # Holm across the table'''),
     nbf.v4.new_markdown_cell('''Of the {glue:text}`conclusions.n` claims checked (profile {glue:text}`conclusions.profiles`),
 {glue:text}`conclusions.holds` hold, {glue:text}`conclusions.does_not_hold` do not hold and
 {glue:text}`conclusions.inconclusive` are inconclusive, at 95% confidence after Holm's correction across the
