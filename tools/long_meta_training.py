@@ -35,12 +35,37 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def write_partial(family, budget: dict, args, out: Path, stem: str) -> None:
+    """History, best LSTM and provenance from the training state of a run that has not finished."""
+    import pandas as pd
+
+    from l2l_core.lstm_optimizer import LSTMOptimizer
+
+    state = torch.load(out / f"state-{stem}.pt", map_location="cpu", weights_only=False)
+    history = pd.DataFrame(state["rows"])
+    write_frame(history, out / f"history-{stem}.csv")
+    lstm = LSTMOptimizer(family.default_lstm, seed=args.seed)
+    lstm.load_state_dict(state["best_state"])
+    save_optimizer(out / f"lstm-{stem}.pt", lstm, seed=args.seed, family=family.describe(),
+                   training=dict(budget, steps=100, unroll=20), best_epoch=state["best_epoch"])
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    write_json(dict(family=family.describe(), seed=args.seed, steps=100, unroll=20, **budget, code_commit=commit,
+                    cpu=cpu_model(), torch_threads=args.threads, torch=torch.__version__,
+                    stopped_early_after_trajectories=int(history.trajectories.max()),
+                    seconds=float(history.seconds.sum()), best_epoch=state["best_epoch"],
+                    best_val_loss_sum=float(state["best_score"]), written=time.strftime("%Y-%m-%d %H:%M:%S")),
+               out / f"provenance-{stem}.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--family", choices=sorted(THESIS_BUDGET), required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="book/data/long_run")
+    parser.add_argument("--partial", action="store_true",
+                        help="write what a still-unfinished run's training state holds (its curve so far and the best "
+                             "LSTM so far), marked as stopped early in the provenance")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     family = QuadraticFamily() if args.family == "quadratic" else MLPFamily()
@@ -48,6 +73,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{family.describe()}-seed{args.seed}"
+    if args.partial:
+        write_partial(family, budget, args, out, stem)
+        return
     start = time.perf_counter()
     result = meta_train(family, seed=args.seed, steps=100, unroll=20, checkpoint_path=out / f"state-{stem}.pt", **budget)
     seconds = time.perf_counter() - start
