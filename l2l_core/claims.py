@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .checks import check_choice
-from .evaluate import LSTM_LABEL
+from .evaluate import LSTM_LABEL, with_meta_seed
 from .stats import CrossedCI, crossed_mean_ci, holm
 
 VERDICTS = ("holds", "does not hold", "inconclusive", "not run")
@@ -69,20 +69,10 @@ def _parse_metric(metric: str) -> tuple[str, int]:
     return kind, int(k)
 
 
-def _with_meta_seed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Old frames (one LSTM) have no meta_seed (or NaN there): the LSTM's rows get 0, the others -1."""
-    default = np.where(frame["optimizer"] == LSTM_LABEL, 0, -1)
-    if "meta_seed" not in frame:
-        return frame.assign(meta_seed=default)
-    if frame["meta_seed"].isna().any():
-        return frame.assign(meta_seed=frame["meta_seed"].fillna(pd.Series(default, index=frame.index)).astype(int))
-    return frame
-
-
 def per_task_metric(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One value per (optimizer, meta_seed, seed, task): 'sum@K' (loss summed over steps 0..K-1), 'loss@K',
     or 'accuracy'. NaN where the run diverged within the metric's window (for accuracy: at all)."""
-    frame = _with_meta_seed(frame)
+    frame = with_meta_seed(frame)
     keys = ["optimizer", "meta_seed", "seed", "task"]
     kind, k = _parse_metric(metric)
     if kind == "accuracy":

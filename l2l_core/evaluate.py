@@ -12,7 +12,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from tqdm.auto import tqdm
 
 from .baselines import Baseline
@@ -160,13 +159,22 @@ def compare(optimizers: dict, family, seeds=(0,), **kwargs) -> pd.DataFrame:
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the t-based confidence interval (low, high) of a sample; degenerate for n < 2."""
-    values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, mean, mean
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    """Mean and the t-based confidence interval (low, high) of a sample; degenerate for n < 2 (the one-seed case
+    of ``stats.crossed_mean_ci``)."""
+    from .stats import crossed_mean_ci
+
+    c = crossed_mean_ci(np.asarray(values, dtype=np.float64).reshape(1, -1), confidence)
+    return c.mean, c.lo, c.hi
+
+
+def with_meta_seed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Frames of one LSTM (older files) have no meta_seed (or NaN there): the LSTM's rows get 0, the others -1."""
+    default = np.where(frame["optimizer"] == LSTM_LABEL, 0, -1)
+    if "meta_seed" not in frame:
+        return frame.assign(meta_seed=default)
+    if frame["meta_seed"].isna().any():
+        return frame.assign(meta_seed=frame["meta_seed"].fillna(pd.Series(default, index=frame.index)).astype(int))
+    return frame
 
 
 def _seed_task_matrix(values: pd.Series) -> np.ndarray:
@@ -181,8 +189,7 @@ def summarize(frame: pd.DataFrame, at_steps=(100, 200), sum_steps: int = 100) ->
     diverged runs are left out of these statistics and counted in ``diverged``."""
     from .stats import crossed_mean_ci
 
-    if "meta_seed" not in frame:
-        frame = frame.assign(meta_seed=np.where(frame["optimizer"] == LSTM_LABEL, 0, -1))
+    frame = with_meta_seed(frame)
     keys = ["meta_seed", "seed", "task"]
 
     def ci(values: pd.Series):

@@ -22,7 +22,6 @@ from .claims import Claim, Part, check_claims
 from .data import DatasetNotFoundError, dataset_shape
 from .evaluate import LSTM_LABEL, compare, summarize
 from .io import write_frame, write_json
-from .lstm_optimizer import LSTMOptimizer
 from .meta_train import meta_train
 from .plotting import plot_losses
 from .tasks import MLPFamily, QuadraticFamily

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .data import DatasetNotFoundError
-from .evaluate import LSTM_LABEL, compare, run_optimizer
+from .evaluate import LSTM_LABEL, compare, run_optimizer, with_meta_seed
 from .experiments import Settings, mlp_family, mnist_lstms, peak_rss_mb, setting_label
 from .io import write_frame, write_json
 from .reuse import tuned_baselines
@@ -43,9 +43,7 @@ def seconds_per_step(optimizer, family, steps: int = 100, repeats: int = 3, seed
 def _window_values(frame: pd.DataFrame, lo: int, hi: int) -> pd.DataFrame:
     """Mean loss over steps lo..hi-1 per (seed, task) (rows) and optimizer (columns; one column 'LSTM#k' per
     meta-training seed k of the LSTM), diverged tasks left out."""
-    part = frame[(frame.step >= lo) & (frame.step < hi) & ~frame.diverged]
-    if "meta_seed" not in part:
-        part = part.assign(meta_seed=0)
+    part = with_meta_seed(frame[(frame.step >= lo) & (frame.step < hi) & ~frame.diverged])
     column = part.optimizer.where(part.optimizer != LSTM_LABEL, LSTM_LABEL + "#" + part.meta_seed.astype(str))
     return part.assign(column=column).groupby(["seed", "task", "column"]).loss.mean().unstack("column").dropna()
 

@@ -92,9 +92,8 @@ def plot_seed_strip(frame: pd.DataFrame, metric: str = "sum@100", col: str = "se
                              constrained_layout=True)
     for ax, panel in zip(axes.flat, panels):
         data = frame if panel is None else frame[frame[col] == panel]
-        keys = ["optimizer", "meta_seed"] if "meta_seed" in data else ["optimizer"]
-        values = per_task_metric(data.assign(meta_seed=data.get("meta_seed", -1)), metric)
-        means = values.groupby(keys, sort=False)["value"].mean().reset_index()
+        values = per_task_metric(data, metric)  # one row per (optimizer, meta_seed, seed, task)
+        means = values.groupby(["optimizer", "meta_seed"], sort=False)["value"].mean().reset_index()
         order = _order(means["optimizer"])
         for x, name in enumerate(order):
             rows = means[means.optimizer == name]
