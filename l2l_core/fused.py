@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shlex
 import threading
 
 import torch
@@ -289,7 +290,11 @@ void layer_backward(torch::Tensor W, torch::Tensor x, torch::Tensor h_prev, torc
 
 # -fopenmp: at::parallel_for is inlined from ATen's headers as an OpenMP region; the extension's libgomp.so.1
 # resolves to the one torch already loaded (same soname), so both share one thread pool.
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-mprefer-vector-width=512", "-fopenmp"]
+# L2L_KERNEL_CFLAGS adds flags after these: "-march=haswell" builds for AVX2 on an AVX-512 CPU (to measure the other
+# instruction set), "-mno-fma" changes only the rounding (no fused multiply-add): a run to check that verdicts
+# do not depend on float rounding.
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-mprefer-vector-width=512", "-fopenmp",
+          *shlex.split(os.environ.get("L2L_KERNEL_CFLAGS", ""))]
 _lock = threading.Lock()
 _state: dict = {}
 _enabled = [True]

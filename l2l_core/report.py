@@ -43,6 +43,25 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _vector_isa() -> str:
+    """The widest x86 vector extensions the CPU reports (the kernels are compiled for them)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    found = [isa for isa in ("avx512f", "avx2", "fma") if f" {isa}" in flags]
+    return ", ".join(found) or "none of avx512f, avx2, fma"
+
+
+def _kernel_status() -> str:
+    from . import fused
+
+    if fused.kernels() is None:
+        return f"off ({fused.unavailable_reason()})"
+    extra = os.environ.get("L2L_KERNEL_CFLAGS", "")
+    return "on" + (f", extra flags {extra}" if extra else "")
+
+
 def machine_info() -> pd.DataFrame:
     """What built this book: CPU, cores, memory, Python, torch and the key library versions."""
     import importlib.metadata as md
@@ -51,7 +70,7 @@ def machine_info() -> pd.DataFrame:
 
     rows = {"CPU": _cpu_model(), "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
             "CUDA available": torch.cuda.is_available(), "Python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "instruction sets": _vector_isa(), "fused kernels": _kernel_status()}
     try:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         rows["memory"] = f"{pages / 2**30:.1f} GiB"
