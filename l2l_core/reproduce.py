@@ -65,7 +65,7 @@ def _data_listing() -> str:
 def parameters(name: str, profile: str, out: Path, device: str) -> dict:
     params = {"profile": profile, "device": device}
     if name == "90_conclusions":
-        params = {"profile": profile, "results_root": str(out / "results")}
+        params = {"profile": profile, "checkpoint": str(out / "results" / "02_mnist" / "lstm-seed0.pt")}
     elif name == "07_drop_in":
         params = {"profile": profile, "checkpoint": str(out / "results" / "02_mnist" / "lstm-seed0.pt")}
     elif name == "99_reproduction":
@@ -76,8 +76,8 @@ def parameters(name: str, profile: str, out: Path, device: str) -> dict:
 
 
 def input_stamp(name: str, params: dict, stamps: dict) -> str:
-    code = _hash_files(list((REPO_ROOT / "l2l_core").glob("*.py")) + [REPO_ROOT / "requirements.txt",
-                                                                   NOTEBOOK_DIR / f"{name}.ipynb"])
+    package = [p for p in (REPO_ROOT / "l2l_core").rglob("*") if p.suffix in (".py", ".pt", ".json")]  # code, weights
+    code = _hash_files(package + [REPO_ROOT / "requirements.txt", NOTEBOOK_DIR / f"{name}.ipynb"])
     blob = json.dumps({"code": code, "params": params, "data": _data_listing(),
                        "upstream": {u: stamps.get(u) for u in NOTEBOOKS[name]}}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -95,8 +95,27 @@ def check_parameters(name: str, params: dict) -> None:
                          f"allowed: {sorted(declared)}")
 
 
-def execute(name: str, params: dict, out: Path) -> float:
-    """Run one notebook with papermill into out/executed/<name>.ipynb (atomically); returns seconds."""
+def local_kernel_manager():
+    """The kernel manager papermill starts kernels with: over local IPC sockets where the OS has them.
+
+    A kernel over TCP warns on every start that it is unencrypted ("Kernel is running over TCP without
+    encryption"), which a user of `make reproduce` can do nothing about; a local socket needs no encryption.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    if os.name == "nt":  # no IPC transport on Windows
+        return AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return LocalKernelManager
+
+
+def execute(name: str, params: dict, out: Path, progress: bool = False) -> float:
+    """Run one notebook with papermill into out/executed/<name>.ipynb (atomically); returns seconds.
+    ``progress`` shows papermill's bar of executed cells."""
     import papermill
 
     check_parameters(name, params)
@@ -105,9 +124,21 @@ def execute(name: str, params: dict, out: Path) -> float:
     with atomic_path(target) as tmp:
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp.with_suffix(".ipynb")),
                                    parameters=params, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
-                                   progress_bar=False, report_mode=False)
+                                   progress_bar=progress, report_mode=False,
+                                   kernel_manager_class=local_kernel_manager())
         os.replace(tmp.with_suffix(".ipynb"), tmp)
     return time.perf_counter() - start
+
+
+def time_left(previous: pd.DataFrame, names) -> float | None:
+    """Seconds the notebooks ``names`` took in the last run (None if one of them has no earlier time)."""
+    seconds = dict(zip(previous["notebook"], pd.to_numeric(previous["seconds"], errors="coerce")))
+    values = [seconds.get(n, float("nan")) for n in names]
+    return None if any(pd.isna(v) for v in values) else float(sum(values))
+
+
+def _minutes(seconds: float | None) -> str:
+    return "unknown (no earlier run)" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force: bool = False) -> pd.DataFrame:
@@ -117,23 +148,35 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
     timings_file = out / "timings.csv"
     previous = pd.read_csv(timings_file) if timings_file.is_file() else pd.DataFrame(columns=["notebook", "seconds"])
     rows = []
-    for name in NOTEBOOKS:
-        if only and name not in only:  # keep its row from the last run in the timings table
-            rows += previous[previous.notebook == name].to_dict("records")
+    todo = {}
+    for name in NOTEBOOKS:  # first decide what runs, so that the time left can be estimated
+        if only and name not in only:
             continue
         params = parameters(name, profile, out, device)
         stamp = input_stamp(name, params, stamps)
         executed = out / "executed" / f"{name}.ipynb"
-        if not force and name not in ALWAYS_RUN and executed.is_file() and stamps.get(name) == stamp:
+        if force or name in ALWAYS_RUN or not executed.is_file() or stamps.get(name) != stamp:
+            todo[name] = (params, stamp)
+    print(f"[reproduce] {len(todo)} of {len(NOTEBOOKS)} notebooks to run ({profile}); last run's time for them: "
+          f"{_minutes(time_left(previous, todo))}", flush=True)
+    progress = sys.stderr.isatty()
+    for name in NOTEBOOKS:
+        if name not in todo:  # not asked for, or up to date: keep its row from the last run
             old = previous.loc[previous.notebook == name, "seconds"]
-            rows.append({"notebook": name, "seconds": float(old.iloc[0]) if len(old) else float("nan"),
-                         "status": "up to date (skipped)"})
-            print(f"[reproduce] {name}: up to date, skipped", flush=True)
+            if only and name not in only:
+                rows += previous[previous.notebook == name].assign(status="not asked for (earlier time)").to_dict("records")
+            else:
+                rows.append({"notebook": name, "seconds": float(old.iloc[0]) if len(old) else float("nan"),
+                             "status": "up to date (skipped)"})
+                print(f"[reproduce] {name}: up to date, skipped", flush=True)
             continue
-        print(f"[reproduce] {name}: running ({profile})", flush=True)
+        params, stamp = todo[name]
+        left = list(todo)[list(todo).index(name):]
+        print(f"[reproduce] {name}: running ({len(todo) - len(left) + 1}/{len(todo)}); time left by the last run: "
+              f"{_minutes(time_left(previous, left))}", flush=True)
         if name == "99_reproduction":  # let it show this run's timings so far
             write_frame(pd.DataFrame(rows), timings_file)
-        seconds = execute(name, params, out)
+        seconds = execute(name, params, out, progress)
         stamps[name] = stamp
         write_json(stamps, stamp_file)
         rows.append({"notebook": name, "seconds": seconds, "status": "executed"})
@@ -160,9 +203,13 @@ def build_book(out: Path) -> Path:
     shutil.copytree(executed, site / "book" / "experiments", ignore=shutil.ignore_patterns(".*"))
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(site), "--builder", "html", "-W",
            "--keep-going"]
-    subprocess.run(cmd, check=True)
+    log = out / "book-build.log"
+    with open(log, "w") as handle:  # Sphinx's page-by-page chatter goes to the log; shown if the build fails
+        done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode:
+        tail = log.read_text().splitlines()[-40:]
+        raise RuntimeError(f"jupyter-book failed (exit {done.returncode}); last lines of {log}:\n" + "\n".join(tail))
     html = site / "_build" / "html"
-    print(f"[reproduce] book: {html / 'index.html'}", flush=True)
     return html
 
 
@@ -204,9 +251,33 @@ def main(argv=None) -> None:
         return
     out = Path(args.out) if args.out else REPO_ROOT / "build" / args.profile
     out = out.resolve()
-    if not args.book_only:
-        run_notebooks(args.profile, out, args.device, args.only, args.force)
-    build_book(out)
+    start = time.perf_counter()
+    timings = None if args.book_only else run_notebooks(args.profile, out, args.device, args.only, args.force)
+    html = build_book(out)
+    print(summary(out, html, timings, time.perf_counter() - start), flush=True)
+
+
+def summary(out: Path, html: Path, timings: pd.DataFrame | None, seconds: float) -> str:
+    """The closing lines of `make reproduce`: what ran, how long, peak memory, where the book is, the verdicts."""
+    import resource
+
+    from .claims import holm_verdicts
+    from .experiments import collect_claims
+
+    lines = [f"[reproduce] done in {seconds / 60:.1f} min"]
+    if timings is not None:
+        ran = timings["status"].eq("executed")
+        lines.append(f"  notebooks: {int(ran.sum())} run ({timings.loc[ran, 'seconds'].sum() / 60:.1f} min), "
+                     f"{int((~ran).sum())} up to date or not asked for")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernels are our children
+    lines.append(f"  peak memory of the largest child process (a notebook kernel or the book build): {peak:.0f} MB")
+    lines.append(f"  book: {html / 'index.html'}")
+    try:
+        verdicts = holm_verdicts(collect_claims(out / "results"))["verdict_holm"].value_counts()
+        lines.append("  claims (Holm): " + ", ".join(f"{n} {v}" for v, n in verdicts.items()))
+    except FileNotFoundError:
+        pass
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

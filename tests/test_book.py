@@ -15,8 +15,31 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smoke_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
-    subprocess.run([sys.executable, "-m", "l2l_core.reproduce", "--profile", "smoke", "--out", str(out)], check=True)
+    done = subprocess.run([sys.executable, "-m", "l2l_core.reproduce", "--profile", "smoke", "--out", str(out)],
+                          capture_output=True, text=True)
+    (out / "terminal.log").write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return out
+
+
+def test_terminal_shows_progress_and_a_summary_without_noise(smoke_build):
+    log = (smoke_build / "terminal.log").read_text()
+    n = len(reproduce.NOTEBOOKS)
+    assert f"{n} of {n} notebooks to run (smoke)" in log and f"running ({n}/{n})" in log
+    assert "without encryption" not in log  # the kernels talk over local sockets
+    assert "dumping search index" not in log and (smoke_build / "book-build.log").is_file()  # Sphinx's chatter
+    summary = log[log.index("[reproduce] done in"):]
+    assert f"notebooks: {n} run" in summary and "peak memory" in summary and "index.html" in summary
+    verdicts = re.search(r"claims \(Holm\): (.*)", summary).group(1)
+    claims = pd.read_csv(smoke_build / "results" / "02_mnist" / "claims.csv")
+    assert sum(int(part.split()[0]) for part in verdicts.split(", ")) >= len(claims)
+
+
+def test_time_left_adds_the_last_runs_times_and_knows_when_it_cannot():
+    previous = pd.DataFrame({"notebook": ["a", "b", "c"], "seconds": [10.0, 20.0, float("nan")]})
+    assert reproduce.time_left(previous, ["a", "b"]) == 30.0
+    assert reproduce.time_left(previous, ["b", "c"]) is None
+    assert reproduce.time_left(previous, ["d"]) is None
 
 
 def test_every_notebook_is_executed_with_results_files(smoke_build):
