@@ -3,7 +3,10 @@
 Workloads: one MNIST meta-training trajectory (100 steps, unroll 20, batch 128, 784-20-10 sigmoid,
 preprocessing on) for the plain reference, for the engine with its fused LSTM layer kernels switched off
 and on, median of ``--repeats``; evaluation of the LSTM (kernels on and off) and of the four baselines
-on MNIST test tasks, one at a time and together (as ``compare`` runs them). All in one process, so the rows compare like with like.
+on MNIST test tasks, one at a time and together (as ``compare`` runs them); one drop-in optimizer step
+(LearnedOptimizer against Adam) on an MLP and on a small CNN with many tensors. All in one process, so the rows
+compare like with like. The CPU and its vector instruction sets are recorded with the numbers; to time the AVX2
+build on an AVX-512 CPU, run with L2L_KERNEL_CFLAGS=-march=haswell.
 
 GFLOP/s are nominal: the LSTM's matmul FLOPs of the mathematics (forward; a trajectory counts backward as
 twice forward), whatever an implementation actually executes (the fused kernels recompute the gates in
@@ -13,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 import l2l_core
 from l2l_core import fused
@@ -27,7 +30,9 @@ from l2l_core.baselines import Baseline
 from l2l_core.evaluate import evaluate, evaluate_together
 from l2l_core.lstm_optimizer import LSTMOptimizer
 from l2l_core.meta_train import train_trajectory
+from l2l_core.report import _cpu_model, _kernel_status, _vector_isa
 from l2l_core.tasks import MLPFamily
+from l2l_core.torch_optimizer import LearnedOptimizer
 
 from reference import PlainLSTMOptimizer, plain_trajectory
 
@@ -49,6 +54,30 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def mlp_model():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 20), nn.Sigmoid(), nn.Linear(20, 10))
+
+
+def cnn_model():
+    """A small CNN with many parameter tensors (the drop-in joins them into one LSTM call per step)."""
+    return nn.Sequential(nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.BatchNorm2d(16),
+                         nn.ReLU(), nn.MaxPool2d(4), nn.Flatten(), nn.Linear(16 * 6 * 6, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def drop_in_steps(model_fn, make_optimizer, steps: int = 20, batch: int = 128) -> float:
+    """Seconds per step (forward, backward, optimizer step) of a model on random 28x28 inputs."""
+    torch.manual_seed(0)
+    model = model_fn()
+    opt = make_optimizer(model.parameters())
+    x, y = torch.randn(batch, 1, 28, 28), torch.randint(10, (batch,))
+    start = time.perf_counter()
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return (time.perf_counter() - start) / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -61,9 +90,9 @@ def main() -> None:
 
     family = MLPFamily(dataset="mnist", hidden=(20,), activation="sigmoid")
     tasks = family.sample(1, 0, split="meta_train")
-    results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+    results = {"machine": {"cpu": _cpu_model(), "instruction_sets": _vector_isa(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__, "l2l_core": l2l_core.__version__,
-                           "fused_kernels": "on" if fused.kernels() is not None else f"off ({fused.unavailable_reason()})"},
+                           "fused_kernels": _kernel_status()},
                "workloads": {}}
 
     def record(name, seconds, flop=None, **extra):
@@ -106,6 +135,12 @@ def main() -> None:
            [sum(timed(lambda: evaluate(b, family, n_tasks=n, steps=T), 1)[0] for b in baselines.values())])
     record(f"evaluate 4 baselines, {n} MNIST tasks x {T} steps",  # as compare() runs them
            timed(lambda: evaluate_together(baselines, family, n_tasks=n, steps=T), 1))
+    for label, model_fn in (("MLP 784-20-10 sigmoid", mlp_model), ("small CNN, 10 tensors", cnn_model)):
+        adam = [drop_in_steps(model_fn, lambda p: torch.optim.Adam(p, lr=0.01)) for _ in range(args.repeats)]
+        record(f"drop-in step, Adam, {label}", adam)
+        lstm = [drop_in_steps(model_fn, lambda p: LearnedOptimizer(p, lstm=engine)) for _ in range(args.repeats)]
+        record(f"drop-in step, LearnedOptimizer, {label}", lstm,
+               ratio_over_adam=statistics.median(lstm) / statistics.median(adam))
     results["peak_rss_mb"] = peak_rss_mb()
     print(f"peak RSS {results['peak_rss_mb']:.0f} MB")
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

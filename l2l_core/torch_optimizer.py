@@ -1,6 +1,6 @@
 """The trained LSTM as a drop-in ``torch.optim.Optimizer`` for any ``nn.Module``.
 
-    opt = LearnedOptimizer(model.parameters(), checkpoint="build/full/results/02_mnist/lstm-seed0.pt")
+    opt = LearnedOptimizer(model.parameters(), pretrained="mnist")  # shipped, trained in the book's chapter 2
     loss.backward(); opt.step(); opt.zero_grad()
 
 Each parameter tensor keeps its own LSTM hidden state (per coordinate), exactly as the functional
@@ -22,10 +22,21 @@ def _state_keys(num_layers: int) -> list[str]:
 class LearnedOptimizer(torch.optim.Optimizer):
     """Applies ``theta <- theta + m(grad, state; phi)`` with a trained (frozen) LSTM ``m``."""
 
-    def __init__(self, params, checkpoint=None, lstm: LSTMOptimizer | None = None):
-        if (checkpoint is None) == (lstm is None):
-            raise ValueError("pass exactly one of checkpoint=<path to a saved LSTM> or lstm=<LSTMOptimizer>")
+    def __init__(self, params, checkpoint=None, lstm: LSTMOptimizer | None = None, pretrained: str | None = None,
+                 meta_seed: int | None = None):
+        """Exactly one source of the LSTM: ``pretrained`` (a shipped name, e.g. "mnist", with an optional
+        ``meta_seed``; see ``l2l_core.pretrained``), ``checkpoint`` (a saved LSTM's path) or ``lstm``."""
+        if sum(x is not None for x in (checkpoint, lstm, pretrained)) != 1:
+            raise ValueError("pass exactly one of pretrained=<shipped name, e.g. 'mnist'>, checkpoint=<path to a "
+                             f"saved LSTM> or lstm=<LSTMOptimizer>; got checkpoint={checkpoint!r}, "
+                             f"lstm={type(lstm).__name__ if lstm is not None else None}, pretrained={pretrained!r}")
+        if meta_seed is not None and pretrained is None:
+            raise ValueError(f"meta_seed={meta_seed!r} chooses among shipped LSTMs; it needs pretrained=<name>")
         super().__init__(params, defaults={})
+        if pretrained is not None:
+            from .pretrained import load
+
+            lstm = load(pretrained, meta_seed)
         if checkpoint is not None:
             lstm, _ = load_optimizer(checkpoint)
         if not isinstance(lstm, LSTMOptimizer):
@@ -44,30 +55,43 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One LSTM update of every parameter that has a gradient."""
+        """One LSTM update of every parameter that has a gradient: all of them in one LSTM call per device and
+        dtype (the LSTM is coordinatewise, so this gives the numbers of one call per tensor, in far fewer calls)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        batches: dict = {}
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                lstm = self._lstm_on(p.device)
+                if p.grad is not None:
+                    batches.setdefault((p.device, p.dtype), []).append(p)
+        for (device, dtype), params in batches.items():
+            lstm = self._lstm_on(device)
+            keys = _state_keys(lstm.config.num_layers)
+            for p in params:
                 state = self.state[p]
-                keys = _state_keys(lstm.config.num_layers)
                 if "step" not in state:
-                    state.update(zip(keys, lstm.initial_state(p.numel(), device=p.device, dtype=p.dtype)))
+                    state.update(zip(keys, lstm.initial_state(p.numel(), device=device, dtype=dtype)))
                     state["step"] = 0
-                update, hidden = lstm(p.grad.reshape(-1), tuple(state[k] for k in keys))
-                p.add_(update.view_as(p))
-                state.update(zip(keys, hidden))
+            grad = torch.cat([p.grad.reshape(-1) for p in params])
+            hidden = tuple(torch.cat([self.state[p][k] for p in params], dim=1) for k in keys)
+            update, hidden = lstm(grad, hidden)
+            sizes = [p.numel() for p in params]
+            pieces = [h.split(sizes, dim=1) for h in hidden]  # views: no copy until the next step's cat
+            for i, (p, u) in enumerate(zip(params, update.split(sizes))):
+                p.add_(u.view_as(p))
+                state = self.state[p]
+                state.update((k, piece[i]) for k, piece in zip(keys, pieces))
                 state["step"] += 1
         return loss
 
     def state_dict(self):
         """The usual optimizer state (per-parameter LSTM states) plus the LSTM's config and weights."""
         out = super().state_dict()
+        # own copies of the views into a step's joint state (saving a view would save all of it); live state untouched
+        out["state"] = {i: {k: v.clone() if torch.is_tensor(v) and v._base is not None else v for k, v in state.items()}
+                        for i, state in out["state"].items()}
         out["lstm"] = {"config": self.lstm.config.to_dict(),
                        "weights": {k: v.detach().cpu().clone() for k, v in self.lstm.state_dict().items()}}
         return out
