@@ -33,13 +33,14 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "04_relu": ("02_mnist",),
     "05_mnist_like": ("02_mnist",),
     "06_cifar_svhn": ("02_mnist",),
-    "07_drop_in": ("02_mnist",),
+    "07_drop_in": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "08_errata": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "09_long_horizons": ("02_mnist",),
     "90_conclusions": ("01_quadratic", "02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "99_reproduction": (),
 }
 ALWAYS_RUN = ("99_reproduction",)  # it reports this very run's timings
+USES_SHIPPED_WEIGHTS = ("07_drop_in",)  # notebooks that load l2l_core/pretrained
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
 
@@ -65,9 +66,9 @@ def _data_listing() -> str:
 def parameters(name: str, profile: str, out: Path, device: str) -> dict:
     params = {"profile": profile, "device": device}
     if name == "90_conclusions":
-        params = {"profile": profile, "checkpoint": str(out / "results" / "02_mnist" / "lstm-seed0.pt")}
+        params = {"profile": profile, "results_root": str(out / "results")}
     elif name == "07_drop_in":
-        params = {"profile": profile, "checkpoint": str(out / "results" / "02_mnist" / "lstm-seed0.pt")}
+        params = {"profile": profile, "results_root": str(out / "results")}
     elif name == "99_reproduction":
         params = {"build_dir": str(out), "profile": profile}
     else:
@@ -76,7 +77,9 @@ def parameters(name: str, profile: str, out: Path, device: str) -> dict:
 
 
 def input_stamp(name: str, params: dict, stamps: dict) -> str:
-    package = [p for p in (REPO_ROOT / "l2l_core").rglob("*") if p.suffix in (".py", ".pt", ".json")]  # code, weights
+    package = list((REPO_ROOT / "l2l_core").rglob("*.py"))
+    if name in USES_SHIPPED_WEIGHTS:  # only these notebooks re-run when the shipped weights change
+        package += [p for p in (REPO_ROOT / "l2l_core" / "pretrained").iterdir() if p.suffix in (".pt", ".json")]
     code = _hash_files(package + [REPO_ROOT / "requirements.txt", NOTEBOOK_DIR / f"{name}.ipynb"])
     blob = json.dumps({"code": code, "params": params, "data": _data_listing(),
                        "upstream": {u: stamps.get(u) for u in NOTEBOOKS[name]}}, sort_keys=True)
