@@ -50,3 +50,46 @@ def train_side_by_side(optimizers: dict, seeds=(0, 1, 2), steps: int = 200, batc
 def learned(checkpoint):
     """A factory for ``train_side_by_side``: the LSTM saved at ``checkpoint``."""
     return lambda params: LearnedOptimizer(params, checkpoint=checkpoint)
+
+
+def learned_pretrained(name: str = "mnist", meta_seed: int | None = None):
+    """A factory for ``train_side_by_side``: the shipped LSTM ``name`` (``l2l_core.pretrained``)."""
+    return lambda params: LearnedOptimizer(params, pretrained=name, meta_seed=meta_seed)
+
+
+def tuned_rate(results_root, optimizer: str = "Adam", setting: str = "MNIST 784-20-10 sigmoid (pytorch init)") -> float:
+    """The rate experiment 2 tuned for ``optimizer`` on ``setting`` (default: the MLP of ``mnist_mlp``, torch's init)."""
+    from pathlib import Path
+
+    path = Path(results_root) / "02_mnist" / "tuning.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run notebook 02_mnist (make reproduce) first")
+    tuning = pd.read_csv(path)
+    chosen = tuning[(tuning.optimizer == optimizer) & tuning.chosen & (tuning.setting == setting)]
+    if chosen.empty:
+        raise ValueError(f"optimizer={optimizer!r} on setting={setting!r} was not tuned in {path}; "
+                         f"settings there: {sorted(tuning.setting.unique())}")
+    return float(chosen.lr.iloc[0])
+
+
+def provenance_table(name: str = "mnist") -> pd.DataFrame:
+    """Each shipped seed of ``name``: its selection score and its held-out summed loss beside the tuned baselines'."""
+    from .pretrained import provenance
+
+    info = provenance(name)
+    rows = [{"meta-training seed": int(k) if k != str(info["default_seed"]) else f"{k} (default)",
+             "trajectories": info["trajectories"], "validation summed loss (selection)": v["validation_summed_loss"],
+             "held-out summed loss, 100 steps": v["held_out_summed_loss_100_steps"]} for k, v in info["seeds"].items()]
+    rows += [{"meta-training seed": f"{b} (tuned)", "held-out summed loss, 100 steps": value}
+             for b, value in info["held_out_baselines_summed_loss_100_steps"].items()]
+    return pd.DataFrame(rows)
+
+
+def known_limits(results_root, experiments=("03 architectures", "04 ReLU", "05 MNIST-like", "06 CIFAR-10 / SVHN")):
+    """The book's verdicts on the MNIST-trained LSTM away from its training family (one row per claim)."""
+    from .experiments import collect_claims
+
+    claims = collect_claims(results_root)
+    claims = claims[claims.experiment.isin(experiments)]
+    return claims[["setting", "claim", "verdict", "seeds", "ours"]].rename(
+        columns={"seeds": "holds for seeds", "ours": "numbers"})

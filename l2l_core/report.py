@@ -109,3 +109,47 @@ def bench_table(path: str | Path = REPO_ROOT / "bench" / "results.json") -> pd.D
     table.attrs["peak_rss_mb"] = data.get("peak_rss_mb")
     table.attrs["machine"] = data.get("machine")
     return table
+
+
+ROUNDING_DIR = REPO_ROOT / "book" / "data" / "rounding_check"
+_KEY = ["experiment", "setting", "claim", "metric"]
+
+
+def verdict_table(results_root: str | Path) -> pd.DataFrame:
+    """Every verdict of one run: the book's claims (after Holm, as on the conclusions page) and the errata rows
+    (verdict with the defect / fixed), with the paired difference and the seeds it holds for."""
+    from .claims import holm_verdicts
+
+    root = Path(results_root)
+    claims = holm_verdicts(collect_claims(root))
+    claims["difference [95% CI]"] = [f"{d:.3g} [{lo:.3g}, {hi:.3g}]" for d, lo, hi in
+                                     zip(claims["difference"], claims["difference_lo"], claims["difference_hi"])]
+    table = claims[_KEY + ["verdict_holm", "difference [95% CI]", "seeds"]].rename(columns={"verdict_holm": "verdict"})
+    table.insert(0, "part", "claims")
+    errata = root / "08_errata" / "errata.csv"
+    if errata.is_file():
+        rows = pd.read_csv(errata)
+        rows = rows.assign(part="errata " + rows["defect"].str[:3],
+                           verdict=rows["with defect"] + " / " + rows["fixed"])[["part", *_KEY, "verdict"]]
+        table = pd.concat([table, rows], ignore_index=True)
+    return table.fillna("")
+
+
+def compare_verdicts(a: pd.DataFrame, b: pd.DataFrame, labels=("A", "B")) -> pd.DataFrame:
+    """Two runs' ``verdict_table``s side by side, one row per claim, with whether the verdicts agree."""
+    key = ["part", *_KEY]
+    merged = a.merge(b, on=key, how="outer", suffixes=tuple(f" ({x})" for x in labels))
+    same = merged[f"verdict ({labels[0]})"] == merged[f"verdict ({labels[1]})"]
+    merged["same verdict"] = same.map({True: "yes", False: "NO"})
+    return merged.drop(columns="metric").fillna("")
+
+
+def rounding_check(folder: str | Path = ROUNDING_DIR):
+    """The stored float-rounding check (two full runs differing only in rounding, tools/compare_runs.py --save):
+    (side-by-side table, provenance dict), or None when none is stored."""
+    folder = Path(folder)
+    if not (folder / "provenance.json").is_file():
+        return None
+    info = json.loads((folder / "provenance.json").read_text())
+    tables = [pd.read_csv(folder / f"verdicts-{label}.csv").fillna("") for label in info["labels"]]
+    return compare_verdicts(*tables, labels=info["labels"]), info

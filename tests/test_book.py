@@ -100,3 +100,23 @@ def test_rerun_skips_notebooks_whose_inputs_did_not_change(smoke_build):
     # a different parameter (device is part of the stamp) would re-run; a changed upstream stamp too
     stamps = reproduce.json.loads((smoke_build / "stamps.json").read_text())
     assert set(stamps) == set(reproduce.NOTEBOOKS)
+
+
+def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_path):
+    from l2l_core import report
+
+    table = report.verdict_table(smoke_build / "results")
+    claims = report.collect_claims(smoke_build / "results")
+    errata = pd.read_csv(smoke_build / "results" / "08_errata" / "errata.csv")
+    assert (table.part == "claims").sum() == len(claims) and len(table) == len(claims) + len(errata)
+    other = table.copy()
+    other.loc[3, "verdict"] = "flipped"
+    side = report.compare_verdicts(table, other, labels=("a", "b"))
+    assert len(side) == len(table) and list(side["same verdict"] != "yes").count(True) == 1
+    assert side.loc[side["same verdict"] == "NO", "verdict (b)"].item() == "flipped"
+    subprocess.run([sys.executable, "tools/compare_runs.py", str(smoke_build / "results"), str(smoke_build / "results"),
+                    "--labels", "a", "b", "--save", str(tmp_path), "--note", "same run twice"],
+                   check=True, cwd=reproduce.REPO_ROOT, capture_output=True)
+    stored, info = report.rounding_check(tmp_path)
+    assert info["differ"] == 0 and info["note"] == "same run twice" and (stored["same verdict"] == "yes").all()
+    assert report.rounding_check(tmp_path / "absent") is None

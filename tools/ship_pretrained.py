@@ -1,0 +1,85 @@
+"""Copy chapter 2's meta-trained LSTMs from a `make reproduce` results tree into the package, with provenance.
+
+    python tools/ship_pretrained.py build/full/results [--name mnist] [--commit <sha of the code that ran>]
+
+Writes l2l_core/pretrained/<name>-seed<k>.pt (one per meta-training seed) and <name>.json: the training settings,
+the code version, each seed's selection (validation) score and held-out numbers, the book's claims on MNIST, and a
+float64 reference run on a fixed tiny model (``l2l_core.pretrained.reference_run``) that the tests re-compute.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from l2l_core import __version__
+from l2l_core.checkpoint import load_optimizer
+from l2l_core.experiments import collect_claims
+from l2l_core.io import write_json
+from l2l_core.pretrained import FOLDER, reference_run
+
+SETTING = "MNIST 784-20-10 sigmoid"  # the thesis-initialised arm of chapter 2
+
+
+def held_out(frame: pd.DataFrame, optimizer: str, meta_seed: int | None = None) -> float:
+    """Mean over held-out tasks of the summed loss over the first 100 steps."""
+    rows = frame[(frame.setting == SETTING) & (frame.optimizer == optimizer) & (frame.step < 100)]
+    if meta_seed is not None:
+        rows = rows[rows.meta_seed == meta_seed]
+    return float(rows.groupby(["seed", "task"]).loss.sum().mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path, help="build/<profile>/results of a finished run")
+    parser.add_argument("--name", default="mnist")
+    parser.add_argument("--commit", help="git commit of the code that made the results (default: that tree's HEAD)")
+    args = parser.parse_args()
+    chapter = args.results / "02_mnist"
+    if not (chapter / "settings.json").is_file():
+        parser.error(f"{chapter} holds no finished chapter-2 run (settings.json missing); run make reproduce first")
+    settings = json.loads((chapter / "settings.json").read_text())
+    commit = args.commit or subprocess.run(["git", "-C", str(args.results), "rev-parse", "HEAD"], capture_output=True,
+                                           text=True, check=True).stdout.strip()
+    frame = pd.read_parquet(chapter / "losses.parquet")
+    baselines = {b: held_out(frame, b) for b in ("SGD", "RMSprop", "Adam", "NAG")}
+    seeds = {}
+    for path in sorted(chapter.glob("lstm-seed*.pt")):
+        if "-at" in path.stem:
+            continue
+        seed = int(path.stem.removeprefix("lstm-seed"))
+        lstm, info = load_optimizer(path)
+        history = pd.read_csv(chapter / f"history-lstm-seed{seed}.csv")
+        best = history.loc[history.val_loss_sum.idxmin()]
+        seeds[seed] = {"family": info["metadata"]["family"], "best_epoch": int(best.epoch),
+                       "trajectories_at_selection": int(best.trajectories),
+                       "validation_summed_loss": float(best.val_loss_sum),
+                       "held_out_summed_loss_100_steps": held_out(frame, "LSTM", seed),
+                       "reference_run_losses": reference_run(lstm)}
+        shutil.copyfile(path, FOLDER / f"{args.name}-seed{seed}.pt")
+    default = min(seeds, key=lambda k: seeds[k]["validation_summed_loss"])
+    claims = collect_claims(args.results)
+    claims = claims[claims.experiment == "02 MNIST"][["setting", "claim", "verdict", "seeds", "ours"]]
+    training = {k: settings[k] for k in ("profile", "meta_epochs", "trajectories_per_epoch", "tasks_per_trajectory",
+                                         "train_steps", "unroll", "n_val_tasks", "meta_lr", "init")}
+    write_json({
+        "description": f"LSTM optimizers meta-trained on {SETTING} (thesis initialisation), chapter 2 of the book",
+        "config": load_optimizer(FOLDER / f"{args.name}-seed{default}.pt")[1]["config"],
+        "training": training, "trajectories": settings["meta_epochs"] * settings["trajectories_per_epoch"],
+        "meta_seeds": sorted(seeds), "default_seed": default,
+        "default_seed_rule": "the seed with the lowest validation summed loss (selection never sees the test tasks)",
+        "code": {"commit": commit, "l2l_core": __version__},
+        "seeds": {str(k): v for k, v in sorted(seeds.items())},
+        "held_out_baselines_summed_loss_100_steps": baselines,
+        "held_out": f"{settings['n_tasks']} MNIST-test tasks per evaluation seed {settings['seeds']}, batch 128",
+        "book_claims": claims.to_dict("records"),
+    }, FOLDER / f"{args.name}.json")
+    print(f"shipped {len(seeds)} LSTMs as {args.name!r} (default seed {default}) into {FOLDER}")
+
+
+if __name__ == "__main__":
+    main()
