@@ -41,9 +41,13 @@ def test_window_verdicts_find_where_the_advantage_breaks():
 def test_equal_wall_clock_gives_cheaper_optimizers_more_steps():
     # NAG costs a quarter of the LSTM's step: in the LSTM's 100-step time it reaches step 400 (where the LSTM
     # has fallen behind is irrelevant: the LSTM is scored at step 100, loss 1, against NAG's 2)
-    table = advantage_table(_frame(), _costs())
+    frame = _frame()
+    table = advantage_table(frame, _costs())
     row = table[table.comparison.str.contains("LSTM's 100 steps")].iloc[0]
-    assert row.verdict == "LSTM better" and row["baseline"] == pytest.approx(2.0, abs=0.05)
+    # scored on its last 10 steps (391-400): exactly these rows' mean (float64), not merely about NAG's level 2
+    nag = frame[(frame.optimizer == "NAG") & frame.step.between(391, 400)]
+    assert row.verdict == "LSTM better" and row["baseline"] == pytest.approx(nag.loss.mean(), rel=1e-12)
+    assert nag.loss.mean() == pytest.approx(2.0, abs=0.02)  # 80 draws of N(2, 0.05^2): 3.6 standard errors
     row = table[table.comparison.str.contains("LSTM's 1000 steps")].iloc[0]
     assert "capped at step 1000: NAG, SGD" in row.comparison  # they would get 4,000 steps; the run has 1,000
     assert row.verdict == "baseline better"
