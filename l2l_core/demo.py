@@ -5,6 +5,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .baselines import baseline_label, tuning_from_table
 from .checks import check_int, check_seed
 from .data import load_image_data, meta_split_indices
 from .torch_optimizer import LearnedOptimizer
@@ -65,11 +66,11 @@ def tuned_rate(results_root, optimizer: str = "Adam", setting: str = "MNIST 784-
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run notebook 02_mnist (make reproduce) first")
     tuning = pd.read_csv(path)
-    chosen = tuning[(tuning.optimizer == optimizer) & tuning.chosen & (tuning.setting == setting)]
-    if chosen.empty:
+    rates = {baseline_label(n): r.lr for n, r in tuning_from_table(tuning[tuning.setting == setting]).items()}
+    if optimizer not in rates:
         raise ValueError(f"optimizer={optimizer!r} on setting={setting!r} was not tuned in {path}; "
                          f"settings there: {sorted(tuning.setting.unique())}")
-    return float(chosen.lr.iloc[0])
+    return rates[optimizer]
 
 
 def provenance_table(name: str = "mnist") -> pd.DataFrame:

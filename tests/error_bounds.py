@@ -21,10 +21,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 U = 2.0 ** -24
 FN_ERR = 32 * U
+
+
+def assert_close64(actual, expected, rtol: float = 1e-10) -> None:
+    """Two float64 results of computations equal in exact arithmetic (other shapes, orders or code paths).
+
+    float64 rounding is ~1e-16 relative per operation; rtol 1e-10 leaves a factor 1e6 for its growth over the steps
+    (1e-9 where Adam's or RMSprop's normalisation amplifies it). A near-zero entry's rounding error comes from the
+    operands' scale, not its own, so the absolute tolerance is rtol times the largest |expected|. Any CPU: no
+    float32 step is involved.
+    """
+    actual, expected = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x)) for x in (actual, expected))
+    assert actual.dtype == expected.dtype == torch.float64, (actual.dtype, expected.dtype)
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
 
 
 def gamma(k: int) -> float:

@@ -8,6 +8,8 @@ from l2l_core.evaluate import evaluate
 from l2l_core.runners import run_baseline, run_baseline_set, run_baselines
 from l2l_core.tasks import MLPFamily, QuadraticFamily
 
+from error_bounds import assert_close64
+
 def _float64(tasks):
     return dataclasses.replace(tasks, W=tasks.W.double(), y=tasks.y.double())
 
@@ -68,7 +70,7 @@ def test_batched_learning_rate_grid_equals_separate_runs(name):
     for k, lr in enumerate(lrs):
         alone, _ = run_baseline(name, lr, tasks, 15)
         assert alone.dtype == torch.float64
-        torch.testing.assert_close(together[k], alone, rtol=1e-9, atol=1e-12 * alone.abs().max().item())
+        assert_close64(together[k], alone, rtol=1e-9)
 
 
 def test_baseline_matches_a_plain_torch_loop_on_one_task():
@@ -82,7 +84,7 @@ def test_baseline_matches_a_plain_torch_loop_on_one_task():
         loss = ((tasks.W[0] @ x - tasks.y[0]) ** 2).sum()
         loss.backward()
         opt.step()
-    torch.testing.assert_close(theta[0], x.detach(), rtol=1e-9, atol=1e-12 * x.abs().max().item())
+    assert_close64(theta[0], x.detach(), rtol=1e-9)
 
 
 def test_baseline_rejects_unknown_name_and_bad_lr():
@@ -107,8 +109,8 @@ def test_a_set_of_different_baselines_equals_separate_runs_on_mlps(tiny_mnist_ro
     for k, (name, lr) in enumerate(pairs):
         alone, theta = run_baseline(name, lr, tasks, 12)
         assert losses.dtype == torch.float64
-        torch.testing.assert_close(losses[k], alone, rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(thetas[k], theta, rtol=1e-9, atol=1e-12)
+        assert_close64(losses[k], alone, rtol=1e-9)
+        assert_close64(thetas[k], theta, rtol=1e-9)
     assert not torch.allclose(losses[1], losses[3])  # Adam at two rates: two different runs
     with pytest.raises(ValueError, match="baselines"):
         run_baseline_set([], tasks, 3)

@@ -16,7 +16,7 @@ from l2l_core.runners import run_learned
 from l2l_core.tasks import MLPFamily, QuadraticFamily
 from l2l_core.torch_optimizer import LearnedOptimizer
 
-from error_bounds import Bounded, LSTMBound
+from error_bounds import Bounded, LSTMBound, assert_close64
 from test_meta_train import RecordingLSTM
 
 
@@ -111,11 +111,6 @@ def _reference_shared_offset(lstm, grad, state, sizes):
 # float64 where the two sides are the same mathematics run on other column counts (one LSTM call per tensor in
 # the thesis loop, one for all in step_tasks): in float32 that changes summation orders and kernels
 # (CPU-dependent last bits); float64 reassociation stays ~1e-15 relative, far below the 1e-10 checked here.
-def _close64(a, b, rtol=1e-10):
-    assert a.dtype == b.dtype == torch.float64
-    torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * b.abs().max().item())
-
-
 @torch.no_grad()
 def test_shared_state_offset_bug_matches_the_thesis_loop():
     torch.manual_seed(0)
@@ -126,9 +121,9 @@ def test_shared_state_offset_bug_matches_the_thesis_loop():
     grad = torch.randn(n, dim, dtype=torch.float64)
     update, new_state = lstm.step_tasks(grad, state, sizes)
     ref_update, ref_state = _reference_shared_offset(lstm, grad, state, sizes)
-    _close64(update, ref_update)
+    assert_close64(update, ref_update)
     for a, b in zip(new_state, ref_state):
-        _close64(a, b)
+        assert_close64(a, b)
     # columns 5.. of each task were written by no tensor: zero; column 0 holds the last tensor's state
     assert torch.all(new_state[0].view(20, n, dim)[:, :, 5:] == 0)
     correct = LSTMOptimizer(LSTMConfig(), seed=3).double()
@@ -157,7 +152,7 @@ def test_shared_state_offset_bug_meta_gradients_match_the_thesis_loop():
     ours = gradients(lambda m, g, s, z: m.step_tasks(g, s, z))
     reference = gradients(_reference_shared_offset)
     for a, b in zip(ours, reference):
-        _close64(a, b)
+        assert_close64(a, b)
     assert ours[1].abs().sum() > 0 and ours[-1].abs().sum() > 0  # the state and the weights get gradient
 
 
@@ -188,7 +183,7 @@ def test_run_learned_applies_the_shared_state_bug_on_mlps(tiny_mnist_root):
     a, theta_a = run_learned(clean, tasks, 5)
     b, theta_b = run_learned(buggy, tasks, 5)
     assert torch.equal(a[0], b[0])  # the same theta_0, the same code
-    _close64(a[1], b[1])  # states start at zero: the first update is the same
+    assert_close64(a[1], b[1])  # states start at zero: the first update is the same
     assert (theta_a - theta_b).abs().max() > 1e-4  # later updates read other tensors' states
     # meta-training goes through the same path, and its meta-gradient reaches the weights
     opt = torch.optim.Adam(buggy.parameters(), lr=1e-3)

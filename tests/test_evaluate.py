@@ -12,6 +12,8 @@ from l2l_core.evaluate import compare, evaluate, evaluate_together, mean_ci, sum
 from l2l_core.lstm_optimizer import LSTMOptimizer
 from l2l_core.tasks import QuadraticFamily
 
+from error_bounds import assert_close64
+
 U = 2.0 ** -24  # float32 unit roundoff
 REL = 1e-12  # float64 statistics of the same numbers (sums of at most ~1e3 terms, in any order: < 1e-13)
 
@@ -29,11 +31,6 @@ class Float64:
         if hasattr(tasks, "W"):
             return dataclasses.replace(tasks, W=tasks.W.double(), y=tasks.y.double())
         return dataclasses.replace(tasks, x=tasks.x.double())
-
-
-def _close64(actual, expected, rtol=1e-10):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
 def test_same_seed_gives_identical_frames_and_other_seed_differs():
@@ -71,7 +68,7 @@ def test_chunked_evaluation_equals_all_at_once(make):
     whole = evaluate(opt, Float64(fam), n_tasks=5, steps=20, seed=3)
     chunked = evaluate(opt, Float64(fam), n_tasks=5, steps=20, seed=3, chunk_size=2)
     pd.testing.assert_frame_equal(whole.drop(columns="loss"), chunked.drop(columns="loss"))
-    _close64(chunked.loss, whole.loss)
+    assert_close64(chunked.loss, whole.loss)
 
 
 def test_mean_ci_matches_t_interval_by_hand():
@@ -103,8 +100,8 @@ def test_blockwise_lstm_application_equals_one_block():
     whole, theta_whole = run_learned(lstm, tasks, 15, block=10_000)
     blocks, theta_blocks = run_learned(lstm, tasks, 15, block=13)  # blocks straddle task boundaries
     assert whole.dtype == torch.float64
-    _close64(blocks, whole)
-    _close64(theta_blocks, theta_whole)
+    assert_close64(blocks, whole)
+    assert_close64(theta_blocks, theta_whole)
 
 
 def test_evaluating_together_gives_each_optimizer_its_own_frame(tiny_mnist_root):
@@ -120,5 +117,5 @@ def test_evaluating_together_gives_each_optimizer_its_own_frame(tiny_mnist_root)
         mine = together[together.optimizer == label].reset_index(drop=True)
         pd.testing.assert_frame_equal(mine.drop(columns=["loss", "final_accuracy"]),
                                       alone.drop(columns=["loss", "final_accuracy"]))
-        _close64(mine.loss, alone.loss, rtol=1e-9)  # Adam: see the baselines' float64 test
+        assert_close64(mine.loss, alone.loss, rtol=1e-9)  # Adam: see the baselines' float64 test
         np.testing.assert_array_equal(mine.final_accuracy, alone.final_accuracy)  # counts of correct argmaxes

@@ -3,6 +3,8 @@ import torch
 
 from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer
 
+from error_bounds import assert_close64
+
 F64 = dict(dtype=torch.float64)
 
 
@@ -10,11 +12,6 @@ F64 = dict(dtype=torch.float64)
 # vs autograd ops, the runner's buffers vs forward's concatenation) run in float64: in float32 their summation
 # orders and kernels, and so their last bits, may differ with the CPU. float64 reassociation of these sums
 # (<= 41 terms) changes results by ~1e-15 relative; 1e-10 of the magnitudes leaves 1e4 for growth over the steps.
-def _close64(actual, expected, rtol=1e-10):
-    assert actual.dtype == expected.dtype == torch.float64
-    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
-
-
 @pytest.mark.parametrize("preprocess", [True, False])
 def test_permuting_coordinates_permutes_updates(preprocess):
     lstm = LSTMOptimizer(LSTMConfig(preprocess=preprocess), seed=3)
@@ -39,7 +36,7 @@ def test_each_coordinate_keeps_its_own_state():
     # the same coordinate alone gives the same answer as inside a batch (other matmul shapes: float64)
     alone = lstm.initial_state(1, **F64)
     _, alone = lstm(torch.tensor([1.0], **F64), alone)
-    _close64(alone[0][:, 0], h1[:, 0])
+    assert_close64(alone[0][:, 0], h1[:, 0])
 
 
 def test_same_seed_same_weights_other_seed_other_weights():
@@ -86,7 +83,7 @@ def test_fused_gates_match_torch_lstm_cells():
             ref[k] = cell(x, ref[k])
             x = ref[k][0]
         expected = (x @ lstm.output_weight.T + lstm.output_bias).squeeze(1)
-        _close64(update, expected)
+        assert_close64(update, expected)
 
 
 @pytest.mark.parametrize("preprocess", [True, False])
@@ -98,9 +95,9 @@ def test_in_place_evaluation_path_equals_the_differentiable_path(preprocess):
         u_grad, s_grad = lstm(g, s_grad)
         with torch.no_grad():
             u_eval, s_eval = lstm(g, s_eval)
-        _close64(u_eval, u_grad.detach())
+        assert_close64(u_eval, u_grad.detach())
         for a, b in zip(s_eval, s_grad):
-            _close64(a, b.detach())
+            assert_close64(a, b.detach())
 
 
 @pytest.mark.parametrize("config", [LSTMConfig(), LSTMConfig(preprocess=False, output_scale=1.0),
@@ -118,9 +115,9 @@ def test_inference_runner_gives_the_updates_and_states_of_forward(config):
             grad = torch.randn(n, generator=gen, **F64) * 10.0 ** torch.randint(-8, 1, (n,), generator=gen)
             fast = runner.step(grad)
             slow, state = lstm(grad, state)
-            _close64(fast, slow)
+            assert_close64(fast, slow)
     for a, b in zip(runner.state(), state):
-        _close64(a, b)
+        assert_close64(a, b)
 
 
 def test_inference_runner_refuses_what_it_cannot_run():

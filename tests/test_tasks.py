@@ -6,15 +6,12 @@ from torch import nn
 
 from l2l_core.tasks import MLPFamily, MLPShape, QuadraticFamily, make_family
 
+from error_bounds import assert_close64
+
 
 # Comparisons of the same mathematics computed with other shapes or kernels (batched vs per-task products, shared
 # vs stacked minibatches) run in float64: in float32 the summation orders, and so the last bits, may differ
 # (CPU-dependent); in float64 they agree to ~1e-15 relative, checked to 1e-10 of the magnitudes.
-def _close64(actual, expected, rtol=1e-10):
-    assert actual.dtype == expected.dtype == torch.float64
-    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
-
-
 def test_flat_mlp_equals_the_same_torch_module(tiny_mnist_root):
     fam = MLPFamily(dataset="mnist", hidden=(20, 7), activation="relu", data_root=str(tiny_mnist_root))
     tasks = fam.sample(3, 0, "meta_train")
@@ -29,7 +26,7 @@ def test_flat_mlp_equals_the_same_torch_module(tiny_mnist_root):
                 layer.weight.copy_(W[0].T)
                 layer.bias.copy_(b[0])
         expected = nn.functional.cross_entropy(model(tasks.x[rows[i]]), tasks.y[rows[i]])
-        _close64(losses[i], expected)
+        assert_close64(losses[i], expected)
     (grad,) = torch.autograd.grad(losses.sum(), theta)
     assert grad.shape == theta.shape and torch.isfinite(grad).all()
 
@@ -67,7 +64,7 @@ def test_quadratic_loss_by_hand():
     tasks = dataclasses.replace(tasks, W=tasks.W.double(), y=tasks.y.double())  # batched vs per-task products
     theta = torch.randn(2, 10, dtype=torch.float64)
     expected = torch.stack([((tasks.W[i] @ theta[i] - tasks.y[i]) ** 2).sum() for i in range(2)])
-    _close64(tasks.loss(theta, 0), expected)
+    assert_close64(tasks.loss(theta, 0), expected)
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -101,7 +98,7 @@ def test_repeated_tasks_share_minibatches_and_give_the_stacked_losses_and_gradie
     must give what separately stacked tasks give (values and gradients, to float rounding)."""
     fam = MLPFamily(dataset="mnist", hidden=(7,), activation="sigmoid", data_root=str(tiny_mnist_root))
     tasks = fam.sample(3, 0, "meta_train")
-    tasks = dataclasses.replace(tasks, x=tasks.x.double())  # the two gather other shapes: float64, see _close64
+    tasks = dataclasses.replace(tasks, x=tasks.x.double())  # the two gather other shapes: float64, see assert_close64
     shared = tasks.repeat(4)
     stacked = dataclasses.replace(shared, copies=1)  # the same task list, one gather per task
     assert shared.copies == 4 and shared.task_seeds == stacked.task_seeds
@@ -109,8 +106,8 @@ def test_repeated_tasks_share_minibatches_and_give_the_stacked_losses_and_gradie
     theta.requires_grad_(True)
     for step in (0, 5):
         a, b = shared.loss(theta, step), stacked.loss(theta, step)
-        _close64(a, b)
+        assert_close64(a, b)
         ga, gb = (torch.autograd.grad(v.sum(), theta)[0] for v in (a, b))
-        _close64(ga, gb)
+        assert_close64(ga, gb)
     assert not torch.allclose(shared.loss(theta, 0)[:3], shared.loss(theta, 0)[3:6])  # copies differ by theta
     assert tasks.repeat(4).subset(0, 5).copies == 1

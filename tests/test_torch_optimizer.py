@@ -11,6 +11,8 @@ from l2l_core.runners import run_learned
 from l2l_core.tasks import MLPFamily
 from l2l_core.torch_optimizer import LearnedOptimizer
 
+from error_bounds import assert_close64
+
 
 def module_from_flat(fam, theta_row):
     """The nn.Sequential that computes the same function as one flat MLP task."""
@@ -44,12 +46,11 @@ def test_matches_the_functional_evaluation_path_step_for_step(tiny_mnist_root, t
         loss.backward()
         opt.step()
     functional, theta = run_learned(lstm, tasks, 8)
-    close64 = lambda a, b: torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * b.abs().max().item())
-    close64(torch.tensor(losses, dtype=torch.float64), functional[:8, 0])
+    assert_close64(torch.tensor(losses, dtype=torch.float64), functional[:8, 0])
     expected = module_from_flat(fam, theta[0])
     for p, q in zip(model.parameters(), expected.parameters()):
         assert p.dtype == torch.float64
-        close64(p, q)
+        assert_close64(p, q)
 
 
 def test_state_round_trips_and_continues_identically():
