@@ -18,6 +18,7 @@ import pandas as pd
 
 from l2l_core import __version__
 from l2l_core.checkpoint import load_optimizer
+from l2l_core.claims import per_task_metric
 from l2l_core.experiments import collect_claims
 from l2l_core.io import write_json
 from l2l_core.pretrained import FOLDER, reference_run
@@ -26,11 +27,12 @@ SETTING = "MNIST 784-20-10 sigmoid"  # the thesis-initialised arm of chapter 2
 
 
 def held_out(frame: pd.DataFrame, optimizer: str, meta_seed: int | None = None) -> float:
-    """Mean over held-out tasks of the summed loss over the first 100 steps."""
-    rows = frame[(frame.setting == SETTING) & (frame.optimizer == optimizer) & (frame.step < 100)]
+    """Mean over held-out tasks of the summed loss over the first 100 steps (the claims' sum@100)."""
+    values = per_task_metric(frame[frame.setting == SETTING], "sum@100")
+    values = values[values.optimizer == optimizer]
     if meta_seed is not None:
-        rows = rows[rows.meta_seed == meta_seed]
-    return float(rows.groupby(["seed", "task"]).loss.sum().mean())
+        values = values[values.meta_seed == meta_seed]
+    return float(values.value.mean())
 
 
 def main() -> None:
