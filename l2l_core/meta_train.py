@@ -140,6 +140,7 @@ class MetaTrainResult:
     # budget (trajectories) -> the best LSTM among the validations made within that budget: exactly what a
     # run with that smaller budget would have selected (its trajectories are the same ones, in the same order)
     best_within: dict = None
+    restarts: int = 0  # fresh LSTMs started because an earlier one was stuck (``meta_train(restarts=...)``)
 
     def best_within_budget(self, trajectories: int) -> LSTMOptimizer:
         """The LSTM that a run of ``trajectories`` trajectories (a budget given to ``snapshot_budgets``) selects."""
@@ -174,7 +175,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
                trajectories_per_epoch: int = 20, tasks_per_trajectory: int = 1, steps: int = 100,
                unroll: int = 20, n_val_tasks: int = 20, seed: int = 0, grad_clip: float | None = None,
                progress: bool = True, checkpoint_path: str | Path | None = None,
-               meta_update_schedule_bug: bool = False, snapshot_budgets=()) -> MetaTrainResult:
+               meta_update_schedule_bug: bool = False, snapshot_budgets=(), restarts: int = 0) -> MetaTrainResult:
     """Meta-train an LSTM optimizer on ``family``'s meta-train tasks, selecting by meta-validation.
 
     ``config`` and ``meta_lr`` default to the family's (no preprocessing, scale 1.0, lr 0.003 on
@@ -190,6 +191,12 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     atomically after every epoch; calling again with the same arguments resumes after the last
     finished epoch and ends with the same result as an uninterrupted run (trajectory tasks are
     functions of (seed, epoch, index), so nothing else needs saving).
+
+    ``restarts``: an LSTM still stuck after its first epoch (validation not ``RESTART_MIN_GAIN`` below the
+    untrained LSTM's: on the thesis-initialised MLP some initialisations learn to leave the optimizee on its
+    plateau) is replaced by a fresh one (initialised from ``derive_seed("restart", seed, k)``, new Adam, same
+    trajectories), at most ``restarts`` times. The history keeps every attempt (column ``attempt``; its
+    ``trajectories`` counts all trajectories seen); selection and ``snapshot_budgets`` are the last attempt's.
     """
     config = config or family.default_lstm
     meta_lr = family.default_meta_lr if meta_lr is None else check_positive_float("meta_lr", meta_lr)
@@ -198,6 +205,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     check_int("tasks_per_trajectory", tasks_per_trajectory)
     check_int("n_val_tasks", n_val_tasks)
     check_seed("seed", seed)
+    check_int("restarts", restarts, minimum=0)
     unroll_segments(steps, unroll)
     if grad_clip is not None:
         check_positive_float("grad_clip", grad_clip)
@@ -209,30 +217,54 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
                              f"trajectories_per_epoch={epochs * trajectories_per_epoch}")
 
     device = getattr(family, "device", "cpu")
-    lstm = LSTMOptimizer(config, seed=seed).to(device)
-    meta_optimizer = torch.optim.Adam(lstm.parameters(), lr=meta_lr)
+
+    def fresh(attempt: int):
+        net = LSTMOptimizer(config, seed=seed if attempt == 0 else derive_seed("restart", seed, attempt)).to(device)
+        return net, torch.optim.Adam(net.parameters(), lr=meta_lr)
+
     val_tasks = family.sample(n_val_tasks, seed, split="meta_val")
     signature = dict(family=family.describe(), config=config.to_dict(), meta_lr=meta_lr, epochs=epochs,
                      trajectories_per_epoch=trajectories_per_epoch, tasks_per_trajectory=tasks_per_trajectory,
                      steps=steps, unroll=unroll, n_val_tasks=n_val_tasks, seed=seed, grad_clip=grad_clip,
                      **({"meta_update_schedule_bug": True} if meta_update_schedule_bug else {}),
-                     **({"snapshot_budgets": sorted(snapshot_budgets)} if snapshot_budgets else {}))
+                     **({"snapshot_budgets": sorted(snapshot_budgets)} if snapshot_budgets else {}),
+                     **({"restarts": restarts} if restarts else {}))
     saved = _load_training_state(checkpoint_path, signature) if checkpoint_path else None
     if saved:
+        attempt = saved.get("attempt", 0)
+        lstm, meta_optimizer = fresh(attempt)
         lstm.load_state_dict(saved["lstm"])
         meta_optimizer.load_state_dict(saved["meta_optimizer"])
         best_score, best_state, best_epoch = saved["best_score"], saved["best_state"], saved["best_epoch"]
         rows, first_epoch = saved["rows"], saved["epoch"] + 1
-        within = saved["best_within"]
+        within, untrained = saved["best_within"], saved.get("untrained", rows[0]["val_loss_sum"])
     else:
-        best_score = validation_score(lstm, val_tasks, steps)
-        best_state, best_epoch = copy.deepcopy(lstm.state_dict()), 0
-        rows, first_epoch = [dict(epoch=0, trajectories=0, meta_loss=math.nan, val_loss_sum=best_score,
-                                  skipped_updates=0, seconds=0.0)], 1
-        within = {}
-    bar = tqdm(total=epochs * trajectories_per_epoch, initial=(first_epoch - 1) * trajectories_per_epoch,
+        attempt, rows, first_epoch = 0, [], 1
+
+    def start_attempt():
+        """A fresh LSTM (attempt ``attempt``): its untrained score is epoch 0 of its curve."""
+        net, optimizer = fresh(attempt)
+        score = validation_score(net, val_tasks, steps)
+        rows.append(dict(epoch=0, trajectories=_seen(rows), meta_loss=math.nan, val_loss_sum=score,
+                         skipped_updates=0, seconds=0.0, attempt=attempt))
+        return net, optimizer, score, copy.deepcopy(net.state_dict())
+
+    def save_state(epoch):
+        if checkpoint_path:
+            atomic_torch_save(dict(format=TRAINING_STATE_FORMAT, signature=signature, epoch=epoch, attempt=attempt,
+                                   untrained=untrained, lstm=lstm.state_dict(),
+                                   meta_optimizer=meta_optimizer.state_dict(), best_state=best_state,
+                                   best_score=best_score, best_epoch=best_epoch, rows=rows, best_within=within),
+                              checkpoint_path)
+
+    if not saved:
+        lstm, meta_optimizer, untrained, best_state = start_attempt()
+        best_score, best_epoch, within = untrained, 0, {}
+    bar = tqdm(total=(epochs + attempt) * trajectories_per_epoch,
+               initial=(first_epoch - 1 + attempt) * trajectories_per_epoch,
                desc=f"meta-train {family.describe()}", disable=not progress)
-    for epoch in range(first_epoch, epochs + 1):
+    epoch = first_epoch
+    while epoch <= epochs:
         start, losses, skipped = time.perf_counter(), [], 0
         for j in range(trajectories_per_epoch):
             tasks = family.sample(tasks_per_trajectory, derive_seed("trajectory", seed, epoch, j), split="meta_train")
@@ -243,17 +275,22 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
         score = validation_score(lstm, val_tasks, steps)
         if score < best_score:
             best_score, best_state, best_epoch = score, copy.deepcopy(lstm.state_dict()), epoch
-        rows.append(dict(epoch=epoch, trajectories=epoch * trajectories_per_epoch, meta_loss=sum(losses) / len(losses),
-                         val_loss_sum=score, skipped_updates=skipped, seconds=time.perf_counter() - start))
+        rows.append(dict(epoch=epoch, trajectories=_seen(rows) + trajectories_per_epoch,
+                         meta_loss=sum(losses) / len(losses), val_loss_sum=score, skipped_updates=skipped,
+                         seconds=time.perf_counter() - start, attempt=attempt))
+        bar.set_postfix(val=f"{score:.4g}", best=f"{best_score:.4g}", **({"attempt": attempt} if attempt else {}))
+        if epoch == 1 and attempt < restarts and is_stuck(score, untrained):
+            attempt += 1
+            bar.total += trajectories_per_epoch
+            bar.refresh()
+            lstm, meta_optimizer, untrained, best_state = start_attempt()
+            best_score, best_epoch, within = untrained, 0, {}
+            save_state(0)
+            continue  # epoch stays 1: the new LSTM sees the same trajectories
         if epoch * trajectories_per_epoch in snapshot_budgets:
             within[epoch * trajectories_per_epoch] = dict(state=copy.deepcopy(best_state), epoch=best_epoch)
-        bar.set_postfix(val=f"{score:.4g}", best=f"{best_score:.4g}")
-        if checkpoint_path:
-            atomic_torch_save(dict(format=TRAINING_STATE_FORMAT, signature=signature, epoch=epoch,
-                                   lstm=lstm.state_dict(), meta_optimizer=meta_optimizer.state_dict(),
-                                   best_state=best_state, best_score=best_score, best_epoch=best_epoch, rows=rows,
-                                   best_within=within),
-                              checkpoint_path)
+        save_state(epoch)
+        epoch += 1
     bar.close()
     def restored(state):
         net = LSTMOptimizer(config, seed=seed).to(device)
@@ -261,7 +298,20 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
         return net
 
     return MetaTrainResult(restored(best_state), lstm, pd.DataFrame(rows), best_epoch, first_epoch - 1,
-                           {budget: restored(w["state"]) for budget, w in within.items()})
+                           {budget: restored(w["state"]) for budget, w in within.items()}, attempt)
+
+
+RESTART_MIN_GAIN = 0.01  # a first epoch that improves validation by less than 1% has not started to learn
+
+
+def is_stuck(score: float, untrained: float) -> bool:
+    """Whether a validation ``score`` after the first epoch is no real improvement on the ``untrained`` LSTM's."""
+    return not score < (1 - RESTART_MIN_GAIN) * untrained
+
+
+def _seen(rows: list) -> int:
+    """Trajectories seen so far, over every attempt (the x axis of a meta-training curve)."""
+    return rows[-1]["trajectories"] if rows else 0
 
 
 def search_meta_lr(family, lrs=(0.001, 0.003, 0.01, 0.03), **kwargs) -> tuple[float, pd.DataFrame]:

@@ -61,7 +61,7 @@ def plot_losses(frame: pd.DataFrame, col: str | None = None, title: str | None =
 def plot_meta_training(history: pd.DataFrame, col: str = "setting", height: float = 3.4):
     """Meta-training curves: validation summed loss (steps 0..T-1, mean over the validation tasks) against
     trajectories seen, one line per meta-training seed, one panel per ``col`` value; the selected (best) point
-    of each seed is marked."""
+    of each seed is marked. An attempt abandoned as stuck (``meta_train(restarts=...)``) is dotted, ending in x."""
     panels = list(dict.fromkeys(history[col])) if col in history else [None]
     fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 4.6 * len(panels), height), squeeze=False,
                              constrained_layout=True)
@@ -69,7 +69,13 @@ def plot_meta_training(history: pd.DataFrame, col: str = "setting", height: floa
     for ax, panel in zip(axes.flat, panels):
         data = history if panel is None else history[history[col] == panel]
         for color, (seed, run) in zip(colors, data.groupby("meta_seed", sort=True)):
-            run = run.sort_values("trajectories")
+            attempts = run["attempt"].fillna(0) if "attempt" in run else pd.Series(0, index=run.index)
+            for attempt, part in run.groupby(attempts, sort=True):
+                part = part.sort_values("trajectories")
+                if attempt < attempts.max():
+                    ax.plot(part["trajectories"], part["val_loss_sum"], ":", color=color, lw=1.0)
+                    ax.plot(part["trajectories"].iloc[-1], part["val_loss_sum"].iloc[-1], "x", color=color, ms=5)
+            run = run[attempts == attempts.max()].sort_values("trajectories")
             ax.plot(run["trajectories"], run["val_loss_sum"], color=color, lw=1.2, label=f"seed {seed}")
             best = run.loc[run["val_loss_sum"].idxmin()]
             ax.plot(best["trajectories"], best["val_loss_sum"], "o", color=color, ms=5)

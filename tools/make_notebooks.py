@@ -113,7 +113,9 @@ def experiment_notebook(name, kind, runner, title, intro, sources=False, long_ru
         code(TABLE),
         nbf.v4.new_markdown_cell("## Meta-training\n\nValidation summed loss (steps 0-99, mean over the validation "
                                  "tasks) against trajectories seen, one line per meta-training seed; the dot marks the "
-                                 "LSTM that was selected (best on validation). Transfer chapters show the curves of "
+                                 "LSTM that was selected (best on validation); a dotted line ending in a cross is an "
+                                 "LSTM abandoned as stuck after its first epoch and replaced by a fresh one (method "
+                                 "page, 'Stuck seeds and restarts'). Transfer chapters show the curves of "
                                  "experiment 2's LSTMs, which they reuse."),
         code(TRAINING_CURVES),
         nbf.v4.new_markdown_cell("Each meta-training seed's LSTM (a point: its mean over the held-out tasks) beside the "

@@ -56,8 +56,10 @@ def main() -> None:
         seed = int(path.stem.removeprefix("lstm-seed"))
         lstm, info = load_optimizer(path)
         history = pd.read_csv(chapter / f"history-lstm-seed{seed}.csv")
+        restarts = int(history["attempt"].max()) if "attempt" in history else 0
+        history = history[history["attempt"] == restarts] if "attempt" in history else history
         best = history.loc[history.val_loss_sum.idxmin()]
-        seeds[seed] = {"family": info["metadata"]["family"], "best_epoch": int(best.epoch),
+        seeds[seed] = {"family": info["metadata"]["family"], "restarts": restarts, "best_epoch": int(best.epoch),
                        "trajectories_at_selection": int(best.trajectories),
                        "validation_summed_loss": float(best.val_loss_sum),
                        "held_out_summed_loss_100_steps": held_out(frame, "LSTM", seed),
@@ -67,7 +69,8 @@ def main() -> None:
     claims = collect_claims(args.results)
     claims = claims[claims.experiment == "02 MNIST"][["setting", "claim", "verdict", "seeds", "ours"]]
     training = {k: settings[k] for k in ("profile", "meta_epochs", "trajectories_per_epoch", "tasks_per_trajectory",
-                                         "train_steps", "unroll", "n_val_tasks", "meta_lr", "init")}
+                                         "train_steps", "unroll", "n_val_tasks", "meta_lr", "init", "restarts")
+                if k in settings}
     write_json({
         "description": f"LSTM optimizers meta-trained on {SETTING} (thesis initialisation), chapter 2 of the book",
         "config": load_optimizer(FOLDER / f"{args.name}-seed{default}.pt")[1]["config"],

@@ -1,0 +1,93 @@
+"""meta_train(restarts=...): an LSTM stuck after its first epoch is replaced by a fresh one, deterministically."""
+import math
+
+import pandas as pd
+import pytest
+
+import l2l_core.meta_train as mt
+from l2l_core.lstm_optimizer import LSTMOptimizer
+from l2l_core.meta_train import is_stuck, meta_train, validation_score
+from l2l_core.seeding import derive_seed
+from l2l_core.tasks import QuadraticFamily
+
+KW = dict(epochs=2, trajectories_per_epoch=2, tasks_per_trajectory=2, steps=20, unroll=10, n_val_tasks=3,
+          progress=False)
+FROZEN = 1e-30  # a meta-learning rate too small to move any weight: every first epoch is stuck
+
+
+def test_stuck_means_less_than_the_minimum_gain_over_the_untrained_score():
+    assert is_stuck(230.0, 230.3) and is_stuck(231.0, 230.0) and not is_stuck(85.0, 230.0)
+    assert is_stuck(0.99 * 100.0 + 1e-9, 100.0) and not is_stuck(0.99 * 100.0 - 1e-9, 100.0)
+    assert not is_stuck(350.0, math.inf)   # an untrained LSTM that diverges, a trained one that does not
+    assert is_stuck(math.inf, math.inf)
+
+
+def test_a_stuck_lstm_is_restarted_from_derived_seeds_and_the_history_keeps_every_attempt():
+    fam = QuadraticFamily()
+    result = meta_train(fam, meta_lr=FROZEN, seed=4, restarts=2, **KW)
+    h = result.history
+    assert result.restarts == 2
+    assert h["attempt"].tolist() == [0, 0, 1, 1, 2, 2, 2]
+    assert h["epoch"].tolist() == [0, 1, 0, 1, 0, 1, 2]
+    assert h["trajectories"].tolist() == [0, 2, 2, 4, 4, 6, 8]
+    val_tasks = fam.sample(KW["n_val_tasks"], 4, split="meta_val")
+    for attempt in (0, 1, 2):
+        init_seed = 4 if attempt == 0 else derive_seed("restart", 4, attempt)
+        untrained = validation_score(LSTMOptimizer(fam.default_lstm, seed=init_seed), val_tasks, KW["steps"])
+        assert h[(h.attempt == attempt) & (h.epoch == 0)]["val_loss_sum"].item() == untrained
+    # selection is among the last attempt's LSTMs only
+    last = h[h.attempt == 2]
+    assert result.best_epoch == int(last.loc[last["val_loss_sum"].idxmin(), "epoch"])
+
+
+def test_restarts_stop_at_the_limit_and_change_nothing_for_an_lstm_that_learns():
+    fam = QuadraticFamily()
+    assert meta_train(fam, meta_lr=FROZEN, seed=1, restarts=1, **KW).history["attempt"].max() == 1
+    plain = meta_train(fam, seed=1, **KW)
+    guarded = meta_train(fam, seed=1, restarts=2, **KW)
+    assert guarded.restarts == 0 and not is_stuck(plain.history["val_loss_sum"][1], plain.history["val_loss_sum"][0])
+    pd.testing.assert_frame_equal(plain.history.drop(columns="seconds"), guarded.history.drop(columns="seconds"))
+    for a, b in zip(plain.best.parameters(), guarded.best.parameters()):
+        assert a.equal(b)
+
+
+def test_a_run_interrupted_after_a_restart_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    fam = QuadraticFamily()
+    whole = meta_train(fam, meta_lr=FROZEN, seed=2, restarts=2, **KW)
+    calls, real = [0], mt.train_trajectory
+
+    def crashing(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 4:  # inside attempt 1's first epoch: the saved state is attempt 1, epoch 0
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mt, "train_trajectory", crashing)
+    path = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(fam, meta_lr=FROZEN, seed=2, restarts=2, checkpoint_path=path, **KW)
+    monkeypatch.setattr(mt, "train_trajectory", real)
+    resumed = meta_train(fam, meta_lr=FROZEN, seed=2, restarts=2, checkpoint_path=path, **KW)
+    assert resumed.restarts == 2
+    pd.testing.assert_frame_equal(whole.history.drop(columns="seconds"), resumed.history.drop(columns="seconds"))
+    for a, b in zip(whole.best.parameters(), resumed.best.parameters()):
+        assert a.equal(b)
+
+
+def test_restarts_must_be_a_non_negative_integer():
+    with pytest.raises(ValueError, match="restarts"):
+        meta_train(QuadraticFamily(), restarts=-1, **KW)
+
+
+def test_the_meta_training_figure_draws_an_abandoned_attempt_dotted_and_selects_from_the_last():
+    from l2l_core.plotting import plot_meta_training
+
+    history = pd.DataFrame(dict(meta_seed=[0] * 5, attempt=[0, 0, 1, 1, 1], epoch=[0, 1, 0, 1, 2],
+                                trajectories=[0, 20, 20, 40, 60], val_loss_sum=[230.0, 229.9, 230.1, 90.0, 80.0]))
+    ax = plot_meta_training(history).axes[0]
+    dotted = [line for line in ax.lines if line.get_linestyle() == ":"]
+    solid = [line for line in ax.lines if line.get_linestyle() == "-"]
+    assert len(dotted) == 1 and list(dotted[0].get_xdata()) == [0, 20]
+    assert len(solid) == 1 and list(solid[0].get_xdata()) == [20, 40, 60]
+    best = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [(b.get_xdata()[0], b.get_ydata()[0]) for b in best] == [(60, 80.0)]
