@@ -9,6 +9,9 @@ L2L_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURD
 export L2L_DATA_DIR
 # Profile for `make reproduce` (full = paper fidelity; smoke = minutes, for checking the pipeline).
 PROFILE ?= full
+# Where meta-training jobs run: serial (here), local (a Dask LocalCluster) or a Dask scheduler address.
+SCHEDULER ?= $(or $(L2L_SCHEDULER),serial)
+export L2L_SCHEDULER := $(SCHEDULER)
 
 .PHONY: install test test-fast reproduce book bench clean
 

@@ -22,6 +22,7 @@ from .claims import Claim, Part, check_claims
 from .data import DatasetNotFoundError, dataset_shape
 from .evaluate import LSTM_LABEL, compare, summarize
 from .io import write_frame, write_json
+from . import jobs
 from .meta_train import meta_train
 from .plotting import plot_losses
 from .tasks import MLPFamily, QuadraticFamily
@@ -234,6 +235,8 @@ def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", see
     ``trajectories`` overrides the budget (a multiple of ``s.trajectories_per_epoch``); ``snapshot_budgets``
     also keeps ``<name>-seed<k>-at<B>.pt``, the LSTM that a run of B trajectories selects (same trajectories).
     ``config`` and ``meta_update_schedule_bug`` go to ``meta_train`` (the errata chapter's defects).
+    The seeds still to train run as jobs (:class:`SeedJob`, ``jobs.run_jobs``): here, or on a Dask cluster
+    when ``L2L_SCHEDULER`` says so; either way the LSTMs are then read from their files.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -241,34 +244,67 @@ def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", see
     training = {**s.training(), "meta_epochs": epochs,
                 **({"config": config.to_dict()} if config is not None else {}),
                 **({"meta_update_schedule_bug": True} if meta_update_schedule_bug else {})}
+    seeds = list(s.meta_seeds if seeds is None else seeds)
+    job = SeedJob(family, s, folder, name, training, config, meta_update_schedule_bug, epochs, tuple(snapshot_budgets),
+                  progress and jobs.scheduler() == "serial")
+    jobs.run_jobs(job, [seed for seed in seeds if not job.done(seed)], label=f"meta-train {name}")
     lstms, histories, at_budget = {}, [], {b: {} for b in snapshot_budgets}
-    for seed in (s.meta_seeds if seeds is None else seeds):
-        path = folder / f"{name}-seed{seed}.pt"
-        snapshots = {b: folder / f"{name}-seed{seed}-at{b}.pt" for b in snapshot_budgets}
-        history_path = folder / f"history-{name}-seed{seed}.csv"
-        wanted = dict(training=training, family=family.describe(), meta_seed=seed)
-        if all(p.is_file() for p in [path, history_path, *snapshots.values()]) and all(
-                {k: load_optimizer(p)[1]["metadata"].get(k) for k in wanted} == wanted for p in [path, *snapshots.values()]):
-            lstms[seed] = load_optimizer(path, device=s.device)[0]
-            for b, p in snapshots.items():
-                at_budget[b][seed] = load_optimizer(p, device=s.device)[0]
-            histories.append(pd.read_csv(history_path))
-            continue
-        result = meta_train(family, config=config, meta_lr=s.meta_lr, epochs=epochs,
+    for seed in seeds:
+        path, snapshots, history_path = job.paths(seed)
+        lstms[seed] = load_optimizer(path, device=s.device)[0]
+        for b, p in snapshots.items():
+            at_budget[b][seed] = load_optimizer(p, device=s.device)[0]
+        histories.append(pd.read_csv(history_path))
+    return TrainedLSTMs(lstms, pd.concat(histories, ignore_index=True), at_budget)
+
+
+@dataclass(frozen=True)
+class SeedJob:
+    """Meta-train one seed's LSTM and write its files (curve, snapshots, then the LSTM last): one job of
+    :func:`train_seeds`, picklable so that it can run on a Dask worker (``jobs.run_jobs``)."""
+
+    family: object
+    s: Settings
+    folder: Path
+    name: str
+    training: dict
+    config: object
+    meta_update_schedule_bug: bool
+    epochs: int
+    snapshot_budgets: tuple
+    progress: bool
+
+    def wanted(self, seed: int) -> dict:
+        return dict(training=self.training, family=self.family.describe(), meta_seed=seed)
+
+    def paths(self, seed: int):
+        """The LSTM's file, its snapshots' files by budget, and its meta-training curve's file."""
+        return (self.folder / f"{self.name}-seed{seed}.pt",
+                {b: self.folder / f"{self.name}-seed{seed}-at{b}.pt" for b in self.snapshot_budgets},
+                self.folder / f"history-{self.name}-seed{seed}.csv")
+
+    def done(self, seed: int) -> bool:
+        """Whether this seed's files exist and were trained with these settings (then it is not redone)."""
+        path, snapshots, history_path = self.paths(seed)
+        files = [path, *snapshots.values()]
+        wanted = self.wanted(seed)
+        return history_path.is_file() and all(p.is_file() for p in files) and all(
+            {k: load_optimizer(p)[1]["metadata"].get(k) for k in wanted} == wanted for p in files)
+
+    def __call__(self, seed: int) -> None:
+        path, snapshots, history_path = self.paths(seed)
+        wanted = self.wanted(seed)
+        s = self.s
+        result = meta_train(self.family, config=self.config, meta_lr=s.meta_lr, epochs=self.epochs,
                             trajectories_per_epoch=s.trajectories_per_epoch, tasks_per_trajectory=s.tasks_per_trajectory,
                             steps=s.train_steps, unroll=s.unroll, n_val_tasks=s.n_val_tasks, seed=seed,
-                            progress=progress, meta_update_schedule_bug=meta_update_schedule_bug,
-                            snapshot_budgets=tuple(snapshot_budgets), restarts=s.restarts,
-                            checkpoint_path=folder / f"training_state-{_digest(wanted, list(snapshot_budgets))}.pt")
-        history = result.history.assign(meta_seed=seed)
-        write_frame(history, history_path)
+                            progress=self.progress, meta_update_schedule_bug=self.meta_update_schedule_bug,
+                            snapshot_budgets=self.snapshot_budgets, restarts=s.restarts,
+                            checkpoint_path=self.folder / f"training_state-{_digest(wanted, list(self.snapshot_budgets))}.pt")
+        write_frame(result.history.assign(meta_seed=seed), history_path)
         for b, p in snapshots.items():
             save_optimizer(p, result.best_within_budget(b), seed=seed, **wanted, trajectories=b)
-            at_budget[b][seed] = result.best_within_budget(b)
         save_optimizer(path, result.best, seed=seed, **wanted, best_epoch=result.best_epoch)
-        lstms[seed] = result.best
-        histories.append(history)
-    return TrainedLSTMs(lstms, pd.concat(histories, ignore_index=True), at_budget)
 
 
 @dataclass

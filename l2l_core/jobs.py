@@ -1,0 +1,115 @@
+"""Independent jobs (one LSTM's meta-training each) run in this process or on a Dask distributed cluster.
+
+``L2L_SCHEDULER`` chooses where: ``serial`` (the default for now) runs them here, one after another; ``local``
+starts a Dask ``LocalCluster`` sized to this machine (one single-task worker per ``L2L_JOB_THREADS`` cores);
+``tcp://host:port`` uses an existing Dask scheduler (e.g. one that ``dask-jobqueue`` started on SLURM).
+Why Dask: it installs from the package registry with no service to set up, a LocalCluster needs no
+configuration, it re-runs the task of a worker that dies, and dask-jobqueue puts the same run on a cluster.
+A job writes its results to files atomically and is skipped when they exist, so a re-run resumes; a job pins
+its torch thread count, so its numbers are bit-identical to the serial run with that many threads.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Iterable
+
+SCHEDULER_ENV = "L2L_SCHEDULER"
+THREADS_ENV = "L2L_JOB_THREADS"
+_clients: dict = {}
+
+
+def scheduler() -> str:
+    """The scheduler setting (``serial``, ``local`` or a Dask scheduler address), checked."""
+    value = os.environ.get(SCHEDULER_ENV, "serial").strip() or "serial"
+    if value not in ("serial", "local") and "://" not in value:
+        raise ValueError(f"{SCHEDULER_ENV}={value!r} is not a scheduler; allowed: 'serial', 'local' or a Dask "
+                         "scheduler address such as 'tcp://10.0.0.5:8786'")
+    return value
+
+
+def job_threads() -> int:
+    """Torch threads per job: ``L2L_JOB_THREADS``, else this process's torch thread count."""
+    import torch
+
+    value = os.environ.get(THREADS_ENV)
+    if value is None:
+        return torch.get_num_threads()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r} must be a positive integer (torch threads per job)")
+    return int(value)
+
+
+def client(setting: str | None = None):
+    """The Dask client for ``setting`` (default: :func:`scheduler`), started once per process; None for serial."""
+    setting = setting or scheduler()
+    if setting == "serial":
+        return None
+    if setting not in _clients:
+        from distributed import Client, LocalCluster
+
+        if setting == "local":
+            start_local_cluster(max(1, (os.cpu_count() or 1) // job_threads()))
+        else:
+            _clients[setting] = Client(setting)
+        link = _clients[setting].dashboard_link
+        print(f"[jobs] Dask scheduler {setting}: {len(_clients[setting].scheduler_info()['workers'])} workers"
+              + (f", dashboard {link}" if link else ""), flush=True)
+    return _clients[setting]
+
+
+def start_local_cluster(workers: int):
+    """Start (or replace) the ``local`` Dask cluster with ``workers`` single-task worker processes."""
+    from distributed import Client, LocalCluster
+
+    if "local" in _clients:
+        _close(_clients.pop("local"))
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    _clients["local"] = Client(cluster)
+    return _clients["local"]
+
+
+def _close(c) -> None:
+    cluster = c.cluster
+    c.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def close_clients() -> None:
+    """Shut down the clusters this process started (tests; the end of a run)."""
+    for c in _clients.values():
+        _close(c)
+    _clients.clear()
+
+
+def _run_pinned(fn: Callable, item, threads: int):
+    """Run ``fn(item)`` with ``threads`` torch threads (the thread count decides the kernels' summation order)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(item)
+
+
+def run_jobs(fn: Callable, items: Iterable, label: str = "job", setting: str | None = None) -> list:
+    """``[fn(item) for item in items]``, serially or as one Dask task per item, in order of ``items``.
+
+    ``fn`` and the items must be picklable; ``fn`` should write its results atomically (a worker that dies
+    has its task re-run, possibly elsewhere). Prints each job as it finishes.
+    """
+    items = list(items)
+    c = client(setting)
+    threads = job_threads()
+    if c is None or not items:
+        return [_run_pinned(fn, item, threads) for item in items]
+    from distributed import as_completed
+
+    start = time.perf_counter()
+    futures = [c.submit(_run_pinned, fn, item, threads, key=f"{label}-{i}-{time.time_ns()}", pure=False,
+                        retries=2) for i, item in enumerate(items)]
+    index = {f.key: i for i, f in enumerate(futures)}
+    for done, future in enumerate(as_completed(futures), 1):
+        future.result()  # re-raises the job's exception here
+        print(f"[jobs] {label} {items[index[future.key]]!r} done ({done}/{len(items)}, "
+              f"{time.perf_counter() - start:.0f} s)", flush=True)
+    return [f.result() for f in futures]

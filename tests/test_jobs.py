@@ -1,0 +1,87 @@
+"""Meta-training seeds as jobs on a Dask cluster: the same files as the serial run, even when a worker dies."""
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from l2l_core import experiments as ex
+from l2l_core import jobs
+from l2l_core.tasks import QuadraticFamily
+
+
+def _settings(tmp_path, name, meta_epochs):
+    return ex.settings(name, "quadratic", "smoke", meta_seeds=(0, 1), meta_epochs=meta_epochs,
+                       results_dir=tmp_path / name)
+
+
+def _files(folder):
+    """Every LSTM's weights and every curve (without its wall-clock column) written into ``folder``."""
+    weights = {p.name: torch.load(p, weights_only=False)["state_dict"] for p in sorted(folder.glob("lstm-seed*.pt"))}
+    curves = {p.name: pd.read_csv(p).drop(columns="seconds") for p in sorted(folder.glob("history-*.csv"))}
+    return weights, curves
+
+
+def _assert_same_files(a, b):
+    (wa, ca), (wb, cb) = _files(a), _files(b)
+    assert sorted(wa) == sorted(wb) == ["lstm-seed0.pt", "lstm-seed1.pt"] and sorted(ca) == sorted(cb)
+    for name in wa:
+        assert all(wa[name][k].equal(wb[name][k]) for k in wa[name]), name
+    for name in ca:
+        pd.testing.assert_frame_equal(ca[name], cb[name], check_exact=True)
+
+
+def _run(tmp_path, monkeypatch, name, setting, meta_epochs=2, during=None):
+    monkeypatch.setenv(jobs.SCHEDULER_ENV, setting)
+    monkeypatch.setenv(jobs.THREADS_ENV, "1")
+    s = _settings(tmp_path, name, meta_epochs)
+    folder = tmp_path / name
+    if during is None:
+        ex.train_seeds(QuadraticFamily(), s, folder, progress=False)
+    else:
+        worker = threading.Thread(target=ex.train_seeds, args=(QuadraticFamily(), s, folder), kwargs=dict(progress=False))
+        worker.start()
+        during(folder)
+        worker.join(timeout=600)
+    return folder
+
+
+def test_the_scheduler_setting_is_checked(monkeypatch):
+    monkeypatch.setenv(jobs.SCHEDULER_ENV, "dask")
+    with pytest.raises(ValueError, match="L2L_SCHEDULER='dask'"):
+        jobs.scheduler()
+    monkeypatch.setenv(jobs.SCHEDULER_ENV, "tcp://10.0.0.5:8786")
+    assert jobs.scheduler() == "tcp://10.0.0.5:8786"
+    monkeypatch.setenv(jobs.THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="L2L_JOB_THREADS"):
+        jobs.job_threads()
+
+
+@pytest.mark.slow
+def test_seed_jobs_on_two_workers_write_the_serial_runs_files_even_when_a_worker_dies(tmp_path, monkeypatch):
+    serial = _run(tmp_path, monkeypatch, "serial", "serial", meta_epochs=6)
+    client = jobs.start_local_cluster(2)
+    try:
+        assert len(client.scheduler_info()["workers"]) == 2
+        calm = _run(tmp_path, monkeypatch, "calm", "local", meta_epochs=6)
+        killed = []
+
+        def kill_a_busy_worker(folder):
+            deadline = time.time() + 300
+            while not list(folder.glob("training_state-*.pt")) and time.time() < deadline:
+                time.sleep(0.05)  # a seed has finished an epoch: its job is mid-way
+            pids = client.run(os.getpid)  # worker address -> its process
+            busy = [addr for addr, keys in client.processing().items() if keys]
+            for addr in busy[:1]:
+                os.kill(pids[addr], signal.SIGKILL)
+                killed.append(pids[addr])
+
+        died = _run(tmp_path, monkeypatch, "died", "local", meta_epochs=6, during=kill_a_busy_worker)
+        assert killed and killed[0] not in client.run(os.getpid).values()  # that process is gone (and replaced)
+    finally:
+        jobs.close_clients()
+    _assert_same_files(serial, calm)
+    _assert_same_files(serial, died)
