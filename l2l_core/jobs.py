@@ -87,8 +87,12 @@ def _run_pinned(fn: Callable, item, threads: int):
     """Run ``fn(item)`` with ``threads`` torch threads (the thread count decides the kernels' summation order)."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    return fn(item)
+    try:
+        return fn(item)
+    finally:
+        torch.set_num_threads(before)  # a serial job must not change the calling notebook's thread count
 
 
 def run_jobs(fn: Callable, items: Iterable, label: str = "job", setting: str | None = None) -> list:
