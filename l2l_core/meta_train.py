@@ -123,9 +123,14 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
 
 def validation_score(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int) -> float:
     """Mean over tasks of the summed loss over steps 0..T-1 (the thesis' metric); inf if it diverges."""
+    return _validation_scores(lstm, tasks, steps)[0]
+
+
+def _validation_scores(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int) -> tuple[float, float]:
+    """The validation score and the do-nothing score (T x the mean step-0 loss: an optimizer that never moves)."""
     losses, _ = run_learned(lstm, tasks, steps)
     total = losses[:steps].sum(0).mean().item()
-    return total if math.isfinite(total) else math.inf
+    return (total if math.isfinite(total) else math.inf), steps * losses[0].mean().item()
 
 
 @dataclass
@@ -193,8 +198,8 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     functions of (seed, epoch, index), so nothing else needs saving).
 
     ``restarts``: an LSTM still stuck after its first epoch (validation not ``RESTART_MIN_GAIN`` below the
-    untrained LSTM's: on the thesis-initialised MLP some initialisations learn to leave the optimizee on its
-    plateau) is replaced by a fresh one (initialised from ``derive_seed("restart", seed, k)``, new Adam, same
+    better of its untrained score and the do-nothing score: on the thesis-initialised MLP some initialisations
+    learn to leave the optimizee on its plateau) is replaced by a fresh one (initialised from ``derive_seed("restart", seed, k)``, new Adam, same
     trajectories), at most ``restarts`` times. The history keeps every attempt (column ``attempt``; its
     ``trajectories`` counts all trajectories seen); selection and ``snapshot_budgets`` are the last attempt's.
     """
@@ -237,29 +242,33 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
         meta_optimizer.load_state_dict(saved["meta_optimizer"])
         best_score, best_state, best_epoch = saved["best_score"], saved["best_state"], saved["best_epoch"]
         rows, first_epoch = saved["rows"], saved["epoch"] + 1
-        within, untrained = saved["best_within"], saved.get("untrained", rows[0]["val_loss_sum"])
+        within, reference = saved["best_within"], saved.get("reference", saved.get("untrained"))
     else:
         attempt, rows, first_epoch = 0, [], 1
 
     def start_attempt():
-        """A fresh LSTM (attempt ``attempt``): its untrained score is epoch 0 of its curve."""
+        """A fresh LSTM (attempt ``attempt``): its untrained score is epoch 0 of its curve.
+
+        Returns the LSTM, its Adam, its untrained score (where selection starts) and the restart rule's
+        reference: the better of that score and the do-nothing score, so an attempt that starts worse than
+        not moving at all cannot pass for learning by merely getting back to the plateau."""
         net, optimizer = fresh(attempt)
-        score = validation_score(net, val_tasks, steps)
+        score, do_nothing = _validation_scores(net, val_tasks, steps)
         rows.append(dict(epoch=0, trajectories=_seen(rows), meta_loss=math.nan, val_loss_sum=score,
                          skipped_updates=0, seconds=0.0, attempt=attempt))
-        return net, optimizer, score, copy.deepcopy(net.state_dict())
+        return net, optimizer, score, min(score, do_nothing), copy.deepcopy(net.state_dict())
 
     def save_state(epoch):
         if checkpoint_path:
             atomic_torch_save(dict(format=TRAINING_STATE_FORMAT, signature=signature, epoch=epoch, attempt=attempt,
-                                   untrained=untrained, lstm=lstm.state_dict(),
+                                   reference=reference, lstm=lstm.state_dict(),
                                    meta_optimizer=meta_optimizer.state_dict(), best_state=best_state,
                                    best_score=best_score, best_epoch=best_epoch, rows=rows, best_within=within),
                               checkpoint_path)
 
     if not saved:
-        lstm, meta_optimizer, untrained, best_state = start_attempt()
-        best_score, best_epoch, within = untrained, 0, {}
+        lstm, meta_optimizer, best_score, reference, best_state = start_attempt()
+        best_epoch, within = 0, {}
     bar = tqdm(total=(epochs + attempt) * trajectories_per_epoch,
                initial=(first_epoch - 1 + attempt) * trajectories_per_epoch,
                desc=f"meta-train {family.describe()}", disable=not progress)
@@ -279,12 +288,12 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
                          meta_loss=sum(losses) / len(losses), val_loss_sum=score, skipped_updates=skipped,
                          seconds=time.perf_counter() - start, attempt=attempt))
         bar.set_postfix(val=f"{score:.4g}", best=f"{best_score:.4g}", **({"attempt": attempt} if attempt else {}))
-        if epoch == 1 and attempt < restarts and is_stuck(score, untrained):
+        if epoch == 1 and attempt < restarts and is_stuck(score, reference):
             attempt += 1
             bar.total += trajectories_per_epoch
             bar.refresh()
-            lstm, meta_optimizer, untrained, best_state = start_attempt()
-            best_score, best_epoch, within = untrained, 0, {}
+            lstm, meta_optimizer, best_score, reference, best_state = start_attempt()
+            best_epoch, within = 0, {}
             save_state(0)
             continue  # epoch stays 1: the new LSTM sees the same trajectories
         if epoch * trajectories_per_epoch in snapshot_budgets:
@@ -304,9 +313,10 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
 RESTART_MIN_GAIN = 0.01  # a first epoch that improves validation by less than 1% has not started to learn
 
 
-def is_stuck(score: float, untrained: float) -> bool:
-    """Whether a validation ``score`` after the first epoch is no real improvement on the ``untrained`` LSTM's."""
-    return not score < (1 - RESTART_MIN_GAIN) * untrained
+def is_stuck(score: float, reference: float) -> bool:
+    """Whether a validation ``score`` after the first epoch is no real improvement on ``reference`` (the better
+    of the untrained LSTM's score and the do-nothing score)."""
+    return not score < (1 - RESTART_MIN_GAIN) * reference
 
 
 def _seen(rows: list) -> int:

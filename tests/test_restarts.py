@@ -22,6 +22,25 @@ def test_stuck_means_less_than_the_minimum_gain_over_the_untrained_score():
     assert is_stuck(math.inf, math.inf)
 
 
+def test_the_do_nothing_score_is_steps_times_the_initial_loss():
+    fam = QuadraticFamily()
+    tasks = fam.sample(3, 0, split="meta_val")
+    score, do_nothing = mt._validation_scores(LSTMOptimizer(fam.default_lstm, seed=0), tasks, 20)
+    initial = tasks.loss(tasks.initial_params(), 0).double().mean().item()
+    assert score == validation_score(LSTMOptimizer(fam.default_lstm, seed=0), tasks, 20)
+    assert do_nothing == pytest.approx(20 * initial, rel=1e-6)  # float32 mean of 3 losses against float64
+
+
+def test_an_attempt_that_starts_worse_than_doing_nothing_must_beat_doing_nothing(monkeypatch):
+    """Run A's seed 4: an attempt whose untrained LSTM scored 233.8, above the do-nothing 230.26, came back to
+    229.998 (the plateau) after its first epoch. Measured against its own start that is progress; against
+    the better of the two it is stuck, and it is restarted."""
+    scores = iter([(233.8, 230.26), (229.998, 230.26)] + [(100.0, 230.26)] * 10)
+    monkeypatch.setattr(mt, "_validation_scores", lambda *args: next(scores))
+    result = meta_train(QuadraticFamily(), seed=4, restarts=1, **KW)
+    assert result.restarts == 1 and result.history["attempt"].tolist() == [0, 0, 1, 1, 1]
+
+
 def test_a_stuck_lstm_is_restarted_from_derived_seeds_and_the_history_keeps_every_attempt():
     fam = QuadraticFamily()
     result = meta_train(fam, meta_lr=FROZEN, seed=4, restarts=2, **KW)
