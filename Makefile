@@ -9,9 +9,10 @@ L2L_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(CURD
 export L2L_DATA_DIR
 # Profile for `make reproduce` (full = paper fidelity; smoke = minutes, for checking the pipeline).
 PROFILE ?= full
-# Where meta-training jobs run: serial (here), local (a Dask LocalCluster) or a Dask scheduler address.
-SCHEDULER ?= $(or $(L2L_SCHEDULER),serial)
-export L2L_SCHEDULER := $(SCHEDULER)
+# Where `make reproduce` runs its jobs (meta-training seeds, evaluations): local (a Dask LocalCluster sized to
+# this machine, the default), serial (in the notebook's process) or a Dask scheduler address (tcp://host:port).
+# Other targets (tests, bench) run serially unless L2L_SCHEDULER says otherwise.
+SCHEDULER ?= $(or $(L2L_SCHEDULER),local)
 
 .PHONY: install test test-fast reproduce book bench clean
 
@@ -36,7 +37,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
 reproduce: $(STAMP)
-	$(PY) -m l2l_core.reproduce --profile $(PROFILE)
+	L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.reproduce --profile $(PROFILE)
 
 book: $(STAMP)
 	$(PY) -m l2l_core.reproduce --book-only

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -152,10 +153,57 @@ def _tidy(name: str, optimizer, seed: int, losses: list, accuracies: list, n_tas
     return frame.sort_values(["task", "step"], kind="stable").reset_index(drop=True)
 
 
-def compare(optimizers: dict, family, seeds=(0,), **kwargs) -> pd.DataFrame:
+def compare(optimizers: dict, family, seeds=(0,), progress: bool = False, **kwargs) -> pd.DataFrame:
     """Evaluate each ``{label: optimizer}`` (an optimizer, or ``{meta_seed: LSTM}``) on the same tasks for
-    every evaluation seed (``evaluate_together``); one tidy frame."""
-    return pd.concat([evaluate_together(optimizers, family, seed=s, **kwargs) for s in seeds], ignore_index=True)
+    every evaluation seed; one tidy frame, row for row what ``evaluate_together`` gives seed after seed.
+
+    Each (evaluation seed, LSTM) and each evaluation seed's set of baselines is one job (``jobs.run_jobs``):
+    here, or on a Dask cluster when ``L2L_SCHEDULER`` says so, with the same numbers either way."""
+    from . import jobs
+
+    for label, optimizer in optimizers.items():  # refuse bad input here, not on a worker
+        if not isinstance(optimizer, dict):
+            optimizer_label(optimizer)
+    items = []
+    for seed in seeds:
+        check_seed("seed (in seeds)", seed)
+        items += [(seed, label, m) for label, o in optimizers.items() if not isinstance(o, Baseline)
+                  for m in (o if isinstance(o, dict) else (0,))]
+        if any(isinstance(o, Baseline) for o in optimizers.values()):
+            items.append((seed, BASELINES_JOB, -1))
+    job = EvaluationJob(optimizers, family, {**kwargs, "progress": progress and jobs.scheduler() == "serial"})
+    frames = dict(zip(items, jobs.run_jobs(job, items, label=f"evaluate {family.describe()}")))
+    ordered = []
+    for seed in seeds:
+        for label, o in optimizers.items():
+            if isinstance(o, Baseline):
+                part = frames[(seed, BASELINES_JOB, -1)]
+                ordered.append(part[part["optimizer"] == label])
+            else:
+                ordered += [frames[(seed, label, m)] for m in (o if isinstance(o, dict) else (0,))]
+    return pd.concat(ordered, ignore_index=True)
+
+
+BASELINES_JOB = "baselines"  # the label of the job that runs an evaluation seed's baselines together
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """One job of :func:`compare`: item (evaluation seed, LSTM label, meta_seed) -> that LSTM's frame, or
+    (evaluation seed, ``BASELINES_JOB``, -1) -> the frame of all baselines run together. Picklable."""
+
+    optimizers: dict
+    family: object
+    kwargs: dict
+
+    def __call__(self, item) -> pd.DataFrame:
+        seed, label, meta_seed = item
+        if label == BASELINES_JOB:
+            chosen = {name: o for name, o in self.optimizers.items() if isinstance(o, Baseline)}
+        else:
+            o = self.optimizers[label]
+            chosen = {label: {meta_seed: o[meta_seed]} if isinstance(o, dict) else o}
+        return evaluate_together(chosen, self.family, seed=seed, **self.kwargs)
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:

@@ -1,12 +1,14 @@
-"""Independent jobs (one LSTM's meta-training each) run in this process or on a Dask distributed cluster.
+"""Independent jobs (an LSTM's meta-training, an evaluation) run in this process or on a Dask distributed cluster.
 
-``L2L_SCHEDULER`` chooses where: ``serial`` (the default for now) runs them here, one after another; ``local``
-starts a Dask ``LocalCluster`` sized to this machine (one single-task worker per ``L2L_JOB_THREADS`` cores);
+``L2L_SCHEDULER`` chooses where: ``serial`` (the library's default) runs them here, one after another; ``local``
+(``make reproduce``'s default) starts a Dask ``LocalCluster`` sized to this machine (one single-task worker per
+``L2L_JOB_THREADS`` cores, default ``CLUSTER_JOB_THREADS``);
 ``tcp://host:port`` uses an existing Dask scheduler (e.g. one that ``dask-jobqueue`` started on SLURM).
 Why Dask: it installs from the package registry with no service to set up, a LocalCluster needs no
 configuration, it re-runs the task of a worker that dies, and dask-jobqueue puts the same run on a cluster.
 A job writes its results to files atomically and is skipped when they exist, so a re-run resumes; a job pins
 its torch thread count, so its numbers are bit-identical to the serial run with that many threads.
+Each finished job is reported (:func:`report`), with the time left at the pace so far.
 """
 from __future__ import annotations
 
@@ -16,7 +18,20 @@ from typing import Callable, Iterable
 
 SCHEDULER_ENV = "L2L_SCHEDULER"
 THREADS_ENV = "L2L_JOB_THREADS"
+# Where job progress lines go: a file named by L2L_JOB_LOG (`make reproduce` sets it and shows the lines in the
+# terminal, so they stay out of the book's pages), else this process's stdout.
+LOG_ENV = "L2L_JOB_LOG"
 _clients: dict = {}
+
+
+def report(line: str) -> None:
+    """One progress line: appended to ``$L2L_JOB_LOG`` if set, else printed."""
+    path = os.environ.get(LOG_ENV)
+    if path:
+        with open(path, "a") as handle:
+            handle.write(line + "\n")
+    else:
+        print(line, flush=True)
 
 
 def scheduler() -> str:
@@ -28,13 +43,19 @@ def scheduler() -> str:
     return value
 
 
-def job_threads() -> int:
-    """Torch threads per job: ``L2L_JOB_THREADS``, else this process's torch thread count."""
+# Torch threads per job on a cluster unless L2L_JOB_THREADS says otherwise: one MNIST trajectory (~16k
+# coordinates) keeps one or two threads busy, not more; make bench compares 1 x 2 with 2 x 1 (bench/results.json).
+CLUSTER_JOB_THREADS = 1
+
+
+def job_threads(setting: str | None = None) -> int:
+    """Torch threads per job: ``L2L_JOB_THREADS``; else, run serially, this process's torch thread count, and on
+    a cluster ``CLUSTER_JOB_THREADS``."""
     import torch
 
     value = os.environ.get(THREADS_ENV)
     if value is None:
-        return torch.get_num_threads()
+        return torch.get_num_threads() if (setting or scheduler()) == "serial" else CLUSTER_JOB_THREADS
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{THREADS_ENV}={value!r} must be a positive integer (torch threads per job)")
     return int(value)
@@ -49,12 +70,12 @@ def client(setting: str | None = None):
         from distributed import Client, LocalCluster
 
         if setting == "local":
-            start_local_cluster(max(1, (os.cpu_count() or 1) // job_threads()))
+            start_local_cluster(max(1, (os.cpu_count() or 1) // job_threads(setting)))
         else:
             _clients[setting] = Client(setting)
         link = _clients[setting].dashboard_link
-        print(f"[jobs] Dask scheduler {setting}: {len(_clients[setting].scheduler_info()['workers'])} workers"
-              + (f", dashboard {link}" if link else ""), flush=True)
+        report(f"[jobs] Dask scheduler {setting}: {len(_clients[setting].scheduler_info()['workers'])} workers"
+               + (f", dashboard {link}" if link else ""))
     return _clients[setting]
 
 
@@ -99,21 +120,34 @@ def run_jobs(fn: Callable, items: Iterable, label: str = "job", setting: str | N
     """``[fn(item) for item in items]``, serially or as one Dask task per item, in order of ``items``.
 
     ``fn`` and the items must be picklable; ``fn`` should write its results atomically (a worker that dies
-    has its task re-run, possibly elsewhere). Prints each job as it finishes.
+    has its task re-run, possibly elsewhere). Reports each job as it finishes, with the time left at this pace.
     """
     items = list(items)
+    if not items:
+        return []
     c = client(setting)
-    threads = job_threads()
-    if c is None or not items:
-        return [_run_pinned(fn, item, threads) for item in items]
+    threads = job_threads(setting)
+    start = time.perf_counter()
+    where = "here" if c is None else f"{len(c.scheduler_info()['workers'])} Dask workers"
+    report(f"[jobs] {label}: {len(items)} jobs, {where}, {threads} torch thread(s) each")
+    if c is None:
+        results = []
+        for done, item in enumerate(items, 1):
+            results.append(_run_pinned(fn, item, threads))
+            _report_done(label, item, done, len(items), start)
+        return results
     from distributed import as_completed
 
-    start = time.perf_counter()
     futures = [c.submit(_run_pinned, fn, item, threads, key=f"{label}-{i}-{time.time_ns()}", pure=False,
                         retries=2) for i, item in enumerate(items)]
     index = {f.key: i for i, f in enumerate(futures)}
     for done, future in enumerate(as_completed(futures), 1):
         future.result()  # re-raises the job's exception here
-        print(f"[jobs] {label} {items[index[future.key]]!r} done ({done}/{len(items)}, "
-              f"{time.perf_counter() - start:.0f} s)", flush=True)
+        _report_done(label, items[index[future.key]], done, len(items), start)
     return [f.result() for f in futures]
+
+
+def _report_done(label: str, item, done: int, total: int, start: float) -> None:
+    elapsed = time.perf_counter() - start
+    left = f", about {elapsed / done * (total - done):.0f} s left at this pace" if done < total else ""
+    report(f"[jobs] {label} {item!r} done ({done}/{total}, {elapsed:.0f} s{left})")

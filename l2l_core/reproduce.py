@@ -8,12 +8,14 @@ so an interrupted run resumes where it stopped. Wall times go to ``<out>/timings
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -122,13 +124,47 @@ def execute(name: str, params: dict, out: Path, progress: bool = False) -> float
     check_parameters(name, params)
     target = out / "executed" / f"{name}.ipynb"
     start = time.perf_counter()
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp, job_lines_shown(out / "jobs.log", f"  {name} "):
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp.with_suffix(".ipynb")),
                                    parameters=params, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                                    progress_bar=progress, report_mode=False,
                                    kernel_manager_class=local_kernel_manager())
         os.replace(tmp.with_suffix(".ipynb"), tmp)
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def job_lines_shown(log: Path, prefix: str):
+    """While the block runs, the notebook's job progress lines (``jobs.report`` appends them to ``log``, named
+    by ``$L2L_JOB_LOG`` for the kernel) are printed here, in the terminal, not into the notebook."""
+    from .jobs import LOG_ENV
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    before, os.environ[LOG_ENV] = os.environ.get(LOG_ENV), str(log)
+    stop = threading.Event()
+
+    def follow():
+        with open(log) as handle:
+            while True:
+                finished = stop.is_set()  # read once more after the block ended: nothing is lost
+                for line in handle:
+                    print(prefix + line.rstrip("\n").removeprefix("[jobs] "), flush=True)
+                if finished:
+                    return
+                stop.wait(1.0)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if before is None:
+            os.environ.pop(LOG_ENV, None)
+        else:
+            os.environ[LOG_ENV] = before
 
 
 def time_left(previous: pd.DataFrame, names) -> float | None:

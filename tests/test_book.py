@@ -28,6 +28,10 @@ def test_terminal_shows_progress_and_a_summary_without_noise(smoke_build):
     assert f"{n} of {n} notebooks to run (smoke)" in log and f"running ({n}/{n})" in log
     assert "without encryption" not in log  # the kernels talk over local sockets
     assert "dumping search index" not in log and (smoke_build / "book-build.log").is_file()  # Sphinx's chatter
+    # each notebook's jobs are reported in the terminal, not on the book's pages
+    assert re.search(r"^  02_mnist meta-train lstm: \d+ jobs", log, re.M), log[:3000]
+    assert re.search(r"^  02_mnist evaluate mnist\S* \(0, 'LSTM', 0\) done \(1/\d+", log, re.M)
+    assert "[jobs]" not in (smoke_build / "executed" / "02_mnist.ipynb").read_text()
     summary = log[log.index("[reproduce] done in"):]
     assert f"notebooks: {n} run" in summary and "peak memory" in summary and "index.html" in summary
     verdicts = re.search(r"claims \(Holm\): (.*)", summary).group(1)

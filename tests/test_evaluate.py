@@ -44,6 +44,17 @@ def test_same_seed_gives_identical_frames_and_other_seed_differs():
     assert not np.allclose(a.loss.values, c.loss.values)
 
 
+def test_compare_as_jobs_equals_evaluating_everything_together_seed_after_seed():
+    """compare() splits the work into one job per (seed, LSTM) and per seed's baselines; reassembled, the frame
+    is row for row what evaluating all optimizers together gives."""
+    fam = QuadraticFamily()
+    opts = {"LSTM": {3: LSTMOptimizer(fam.default_lstm, seed=3), 5: LSTMOptimizer(fam.default_lstm, seed=5)},
+            "Adam": Baseline("adam", 0.1), "SGD": Baseline("sgd", 0.01)}
+    together = pd.concat([evaluate_together(opts, fam, n_tasks=4, steps=10, seed=s) for s in (0, 1)],
+                         ignore_index=True)
+    pd.testing.assert_frame_equal(compare(opts, fam, n_tasks=4, steps=10, seeds=(0, 1)), together, check_exact=True)
+
+
 def test_frame_is_tidy_and_steps_may_exceed_training_horizon():
     fam = QuadraticFamily()
     frame = evaluate(Baseline("sgd", 0.01), fam, n_tasks=3, steps=150, seed=0)

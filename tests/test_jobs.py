@@ -81,7 +81,21 @@ def test_seed_jobs_on_two_workers_write_the_serial_runs_files_even_when_a_worker
 
         died = _run(tmp_path, monkeypatch, "died", "local", meta_epochs=6, during=kill_a_busy_worker)
         assert killed and killed[0] not in client.run(os.getpid).values()  # that process is gone (and replaced)
+        on_workers = _evaluation(serial)
     finally:
         jobs.close_clients()
     _assert_same_files(serial, calm)
     _assert_same_files(serial, died)
+    monkeypatch.setenv(jobs.SCHEDULER_ENV, "serial")
+    pd.testing.assert_frame_equal(on_workers, _evaluation(serial), check_exact=True)
+
+
+def _evaluation(folder):
+    """compare() of the two trained LSTMs and a baseline, as jobs wherever L2L_SCHEDULER says (1 thread each)."""
+    from l2l_core.baselines import Baseline
+    from l2l_core.checkpoint import load_optimizer
+    from l2l_core.evaluate import compare
+
+    lstms = {k: load_optimizer(folder / f"lstm-seed{k}.pt")[0] for k in (0, 1)}
+    return compare({"LSTM": lstms, "Adam": Baseline("adam", 0.1)}, QuadraticFamily(), seeds=(0, 1), n_tasks=3,
+                   steps=20)

@@ -1,0 +1,148 @@
+"""Expected wall time of a profile on c cores: its jobs, from the profile tables, times measured per-unit costs.
+
+The jobs are those ``make reproduce`` submits (``jobs.run_jobs``): each LSTM's meta-training (its trajectories
+and its per-epoch validations) and each evaluation (one per (setting, LSTM), one per setting's set of baselines).
+Baseline tuning runs in the notebook's own process. Notebooks run one after another, as ``make reproduce`` runs
+them; a notebook's jobs are placed longest first on ``cores // threads`` workers (list scheduling), so its time
+is that makespan plus its tuning. The unit costs come from ``make bench`` on the machine in question; an MLP
+job's cost scales with its number of parameters (coordinates), relative to MNIST 784-20-10.
+"""
+from __future__ import annotations
+
+import heapq
+
+import pandas as pd
+
+from .baselines import LR_GRID
+from .data import dataset_shape
+from .experiments import (CONTRAST_META_SEEDS, architectures_setup, cifar_svhn_setup, mnist_like_setup, mlp_family,
+                          relu_setup, settings)
+
+MNIST_DIM = 784 * 20 + 20 + 20 * 10 + 10  # the unit of an MLP job's size
+# per-unit costs in seconds, as make bench measures them (keys of ``rates``):
+RATE_KEYS = ("mlp_trajectory",       # one MNIST 784-20-10 trajectory of 100 steps, unroll 20 (one task)
+             "mlp_lstm_step",        # one task-step of LSTM evaluation on MNIST 784-20-10
+             "mlp_baselines_step",   # one task-step of the four baselines run together
+             "quadratic_trajectory",  # one quadratic task's trajectory of 100 steps
+             "quadratic_lstm_step")   # one task-step of LSTM evaluation on a quadratic
+
+
+def _mlp_dim(family) -> int:
+    inputs, classes = dataset_shape(family.dataset)
+    sizes = (inputs, *family.hidden, classes)
+    return sum(i * o + o for i, o in zip(sizes, sizes[1:]))
+
+
+def _meta_job(t, trajectories: int, size: float, kind: str, rates: dict) -> float:
+    """Seconds of one LSTM's meta-training: its trajectories and its validation after every epoch."""
+    epochs = trajectories // t.trajectories_per_epoch
+    traj = rates[f"{kind}_trajectory"] * size * trajectories * t.tasks_per_trajectory
+    return traj + rates[f"{kind}_lstm_step"] * size * (epochs + 1) * t.n_val_tasks * t.train_steps
+
+
+def _evaluations(families, n_lstms: int, e, kind: str, rates: dict, tune: bool = True) -> tuple[list, float]:
+    """Evaluation jobs of ``families`` (each: ``n_lstms`` LSTMs, one baseline set) and the serial tuning time."""
+    jobs, tuning = [], 0.0
+    for family in families:
+        size = 1.0 if kind == "quadratic" else _mlp_dim(family) / MNIST_DIM
+        steps = e.n_tasks * e.steps * len(e.seeds)
+        jobs += [rates[f"{kind}_lstm_step"] * size * steps] * n_lstms
+        baselines = rates.get(f"{kind}_baselines_step", rates["mlp_baselines_step"]) * size
+        jobs.append(baselines * steps)
+        if tune:  # every baseline's whole grid: as costly as the baseline set once per grid rate
+            tuning += baselines * len(LR_GRID) * e.tune_tasks * e.tune_steps
+    return jobs, tuning
+
+
+def job_inventory(profile: str, rates: dict) -> pd.DataFrame:
+    """One row per job (notebook, what, seconds) of ``profile``, plus one 'tuning' row per notebook (serial)."""
+    missing = set(RATE_KEYS) - set(rates)
+    if missing:
+        raise ValueError(f"rates lacks {sorted(missing)}; give every one of {RATE_KEYS} (seconds, from make bench)")
+    from .errata import N_ERRATA_SEEDS
+
+    rows = []
+
+    def add(notebook, what, seconds):
+        rows.extend(dict(notebook=notebook, what=what, seconds=float(x)) for x in seconds)
+
+    q = settings("01_quadratic", "quadratic", profile)
+    trajectories = q.meta_epochs * q.trajectories_per_epoch
+    add("01_quadratic", "meta-train", [_meta_job(q, trajectories, 1.0, "quadratic", rates)] * len(q.meta_seeds))
+    jobs, tuning = _evaluations([None], len(q.meta_seeds), q, "quadratic", {**rates, "quadratic_baselines_step":
+                                                                            rates["quadratic_lstm_step"] / 4})
+    add("01_quadratic", "evaluate", jobs)
+    add("01_quadratic", "tuning", [tuning])
+
+    m = settings("02_mnist", "mlp", profile)
+    n, trajectories = len(m.meta_seeds), m.meta_epochs * m.trajectories_per_epoch
+    add("02_mnist", "meta-train", [_meta_job(m, trajectories, 1.0, "mlp", rates)] * (n + min(n, CONTRAST_META_SEEDS)))
+    mnist = mlp_family(m)
+    for notebook, families, lstms in (("02_mnist", [mnist], n), ("02_mnist", [mnist], min(n, CONTRAST_META_SEEDS)),
+                                      ("03_architectures", architectures_setup(m)[0], n),
+                                      ("04_relu", relu_setup(m)[0], n),
+                                      ("05_mnist_like", mnist_like_setup(m)[0], n),
+                                      ("06_cifar_svhn", cifar_svhn_setup(m)[0], n)):
+        jobs, tuning = _evaluations(families, lstms, m, "mlp", rates)
+        add(notebook, "evaluate", jobs)
+        add(notebook, "tuning", [tuning])
+
+    seeds = min(n, N_ERRATA_SEEDS)  # defects b (EMNIST, with and without), c and d (MNIST): one LSTM per seed each
+    letters = mlp_family(m, dataset="emnist_letters")
+    add("08_errata", "meta-train", [_meta_job(m, m.errata_trajectories, _mlp_dim(f) / MNIST_DIM, "mlp", rates)
+                                    for f in [letters] * 2 * seeds + [mnist] * 2 * seeds])
+    jobs, _ = _evaluations([letters] * 2 + [mnist] * 3, seeds, m, "mlp", rates, tune=False)
+    add("08_errata", "evaluate", jobs)
+    _, tuning = _evaluations([mnist], 0, m, "mlp", rates)  # defect (a): the baselines tuned as SGD
+    add("08_errata", "tuning", [tuning])
+
+    long = settings("09_long_horizons", "mlp_long", profile)
+    jobs, tuning = _evaluations([mlp_family(long)], len(long.meta_seeds), long, "mlp", rates)
+    add("09_long_horizons", "evaluate", jobs)
+    add("09_long_horizons", "tuning", [tuning])
+    return pd.DataFrame(rows)
+
+
+def makespan(durations, workers: int) -> float:
+    """Finish time of ``durations`` placed longest first, each on the worker that frees up first."""
+    free = [0.0] * max(1, workers)
+    for d in sorted(durations, reverse=True):
+        heapq.heapreplace(free, free[0] + d)  # free is a heap: free[0] is the earliest
+    return max(free)
+
+
+def expected_wall_time(inventory: pd.DataFrame, cores: int, threads_per_job: int = 1) -> pd.DataFrame:
+    """Per notebook: its jobs' makespan on ``cores // threads_per_job`` workers plus its serial tuning (seconds)."""
+    if cores < threads_per_job:
+        raise ValueError(f"cores={cores} must be at least threads_per_job={threads_per_job}")
+    workers = cores // threads_per_job
+    rows = []
+    for notebook, group in inventory.groupby("notebook", sort=False):
+        jobs = group[group.what != "tuning"]
+        rows.append(dict(notebook=notebook, jobs=len(jobs), longest_job=jobs.seconds.max() if len(jobs) else 0.0,
+                         seconds=makespan(jobs.seconds, workers) + group.loc[group.what == "tuning", "seconds"].sum()))
+    return pd.DataFrame(rows)
+
+
+def across_notebooks(inventory: pd.DataFrame, cores: int, threads_per_job: int = 1) -> float:
+    """Seconds if jobs were not held back by notebook order, only by what they read: every meta-training first
+    (none reads another chapter's results), then every evaluation and tuning (they read the LSTMs)."""
+    workers = cores // threads_per_job
+    train = inventory.what == "meta-train"
+    return makespan(inventory.seconds[train], workers) + makespan(inventory.seconds[~train], workers)
+
+
+def scaling_table(profile: str, rates: dict, cores=(2, 16, 64), threads_per_job: int = 1) -> pd.DataFrame:
+    """Expected wall time (minutes) of ``profile`` on each number of ``cores``: as ``make reproduce`` runs it
+    (notebooks in order), its floor on any number of cores (each notebook's longest job, plus tuning: one LSTM's
+    meta-training does not split), and with jobs scheduled across notebooks (``across_notebooks``)."""
+    inventory = job_inventory(profile, rates)
+    rows = []
+    for c in cores:
+        per_notebook = expected_wall_time(inventory, c, threads_per_job)
+        rows.append(dict(profile=profile, cores=c, threads_per_job=threads_per_job, workers=c // threads_per_job,
+                         minutes=per_notebook.seconds.sum() / 60,
+                         floor_minutes=(per_notebook.longest_job.sum()
+                                        + inventory.loc[inventory.what == "tuning", "seconds"].sum()) / 60,
+                         across_notebooks_minutes=across_notebooks(inventory, c, threads_per_job) / 60))
+    return pd.DataFrame(rows)

@@ -1,0 +1,34 @@
+"""The scaling computation: jobs of a profile from its tables, list scheduling, expected wall time."""
+import pytest
+
+from l2l_core import scaling
+from l2l_core.experiments import TRAINING
+
+RATES = dict(mlp_trajectory=3.0, mlp_lstm_step=0.005, mlp_baselines_step=0.001, quadratic_trajectory=0.02,
+             quadratic_lstm_step=0.0002)
+
+
+def test_longest_first_list_scheduling():
+    assert scaling.makespan([3, 3, 2, 2, 2], 2) == 7     # 3+2+2 | 3+2
+    assert scaling.makespan([5, 1, 1], 1) == 7
+    assert scaling.makespan([5, 1, 1], 10) == 5
+    assert scaling.makespan([], 4) == 0
+
+
+def test_the_thesis_profile_has_the_thesis_budgets_as_jobs():
+    inventory = scaling.job_inventory("thesis", RATES)
+    mnist = inventory[(inventory.notebook == "02_mnist") & (inventory.what == "meta-train")]
+    t = TRAINING["mlp"]["thesis"]
+    assert len(mnist) == len(t["meta_seeds"]) + 3  # the thesis-init LSTMs and the PyTorch-init arm
+    trajectories = t["meta_epochs"] * t["trajectories_per_epoch"]
+    validation = (t["meta_epochs"] + 1) * t["n_val_tasks"] * t["train_steps"] * RATES["mlp_lstm_step"]
+    assert mnist.seconds.iloc[0] == pytest.approx(trajectories * RATES["mlp_trajectory"] + validation)
+    assert len(inventory[(inventory.notebook == "08_errata") & (inventory.what == "meta-train")]) == 12
+
+
+def test_more_cores_never_take_longer_and_never_beat_the_floor():
+    table = scaling.scaling_table("thesis", RATES, cores=(2, 4, 16, 64))
+    assert table.minutes.is_monotonic_decreasing
+    assert (table.minutes >= table.floor_minutes - 1e-9).all()
+    with pytest.raises(ValueError, match="rates lacks"):
+        scaling.job_inventory("thesis", {"mlp_trajectory": 1.0})
