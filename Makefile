@@ -44,6 +44,7 @@ book: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_bench.py
+	$(PY) bench/jobs_bench.py
 
 clean:
 	rm -rf _build build .pytest_cache

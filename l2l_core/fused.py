@@ -15,6 +15,7 @@ PyTorch path with the same mathematics, and ``L2L_FUSED=0`` switches the kernels
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import shlex
@@ -326,6 +327,9 @@ def kernels():
                 reason = "switched off by L2L_FUSED=0"
             else:
                 try:
+                    # a CPU machine with torch's CUDA build: cpp_extension warns "No CUDA runtime is found" on
+                    # import, in every process (each Dask worker too), about something that does not matter here
+                    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
                     from torch.utils.cpp_extension import load_inline
 
                     module = load_inline(f"l2l_fused_{_cpu_tag()}", cpp_sources=_SOURCE,

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .experiments import CLAIM_COLUMNS, REPO_ROOT, collect_claims
 
-__all__ = ["collect_claims", "glue_conclusions", "machine_info", "timings_table", "bench_table"]
+__all__ = ["collect_claims", "glue_conclusions", "machine_info", "timings_table", "bench_table", "scaling_table"]
 
 
 def glue_conclusions(claims: pd.DataFrame) -> pd.DataFrame:
@@ -108,6 +108,23 @@ def bench_table(path: str | Path = REPO_ROOT / "bench" / "results.json") -> pd.D
     table = pd.DataFrame(rows)
     table.attrs["peak_rss_mb"] = data.get("peak_rss_mb")
     table.attrs["machine"] = data.get("machine")
+    return table
+
+
+def scaling_table(path: str | Path = REPO_ROOT / "bench" / "results.json") -> pd.DataFrame:
+    """The latest `make bench`'s expected wall times on 2/16/64 cores (``l2l_core.scaling``), in minutes, with the
+    machine whose unit costs they use and its 1 x 2 vs 2 x 1 jobs measurement in ``attrs``; empty if none."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if "scaling" not in data:
+        return pd.DataFrame({"profile": [], "cores": [], "minutes": []})
+    table = pd.DataFrame(data["scaling"]["table"]).round({"minutes": 1, "floor_minutes": 1,
+                                                          "across_notebooks_minutes": 1})
+    table = table.rename(columns={"minutes": "minutes (notebooks in order)",
+                                  "floor_minutes": "floor on any number of cores",
+                                  "across_notebooks_minutes": "minutes (jobs across notebooks)"})
+    table.attrs.update(machine=data["scaling"]["machine"], unit_costs=data["scaling"]["unit_costs_s"],
+                       jobs=data.get("jobs"))
     return table
 
 

@@ -116,21 +116,21 @@ def local_kernel_manager():
     return LocalKernelManager
 
 
-def execute(name: str, params: dict, out: Path, progress: bool = False) -> float:
-    """Run one notebook with papermill into out/executed/<name>.ipynb (atomically); returns seconds.
-    ``progress`` shows papermill's bar of executed cells."""
+def execute(name: str, params: dict, out: Path, progress: bool = False) -> tuple[float, float]:
+    """Run one notebook with papermill into out/executed/<name>.ipynb (atomically); returns seconds and the peak
+    memory (MB) of its kernel with its workers. ``progress`` shows papermill's bar of executed cells."""
     import papermill
 
     check_parameters(name, params)
     target = out / "executed" / f"{name}.ipynb"
     start = time.perf_counter()
-    with atomic_path(target) as tmp, job_lines_shown(out / "jobs.log", f"  {name} "):
+    with atomic_path(target) as tmp, job_lines_shown(out / "jobs.log", f"  {name} "), TreeMemory() as memory:
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp.with_suffix(".ipynb")),
                                    parameters=params, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
                                    progress_bar=progress, report_mode=False,
                                    kernel_manager_class=local_kernel_manager())
         os.replace(tmp.with_suffix(".ipynb"), tmp)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, memory.peak_mb
 
 
 @contextlib.contextmanager
@@ -165,6 +165,39 @@ def job_lines_shown(log: Path, prefix: str):
             os.environ.pop(LOG_ENV, None)
         else:
             os.environ[LOG_ENV] = before
+
+
+class TreeMemory:
+    """Peak resident memory (MB) of this process's children and their descendants (a notebook's kernel and its
+    Dask workers), sampled every ``interval`` seconds in a background thread while the ``with`` block runs."""
+
+    def __init__(self, interval: float = 0.5):
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> float:
+        import psutil
+
+        total = 0
+        for child in psutil.Process().children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # it ended between listing and reading
+                pass
+        return total / 2**20
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, self._sample())
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def time_left(previous: pd.DataFrame, names) -> float | None:
@@ -213,11 +246,12 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
               f"{_minutes(time_left(previous, left))}", flush=True)
         if name == "99_reproduction":  # let it show this run's timings so far
             write_frame(pd.DataFrame(rows), timings_file)
-        seconds = execute(name, params, out, progress)
+        seconds, peak_mb = execute(name, params, out, progress)
         stamps[name] = stamp
         write_json(stamps, stamp_file)
-        rows.append({"notebook": name, "seconds": seconds, "status": "executed"})
-        print(f"[reproduce] {name}: {seconds:.1f} s", flush=True)
+        rows.append({"notebook": name, "seconds": seconds, "status": "executed", "peak_mb": peak_mb})
+        print(f"[reproduce] {name}: {seconds:.1f} s, peak memory {peak_mb:.0f} MB (kernel and its workers)",
+              flush=True)
     timings = pd.DataFrame(rows)
     write_frame(timings, timings_file)
     return timings
@@ -306,6 +340,9 @@ def summary(out: Path, html: Path, timings: pd.DataFrame | None, seconds: float)
         ran = timings["status"].eq("executed")
         lines.append(f"  notebooks: {int(ran.sum())} run ({timings.loc[ran, 'seconds'].sum() / 60:.1f} min), "
                      f"{int((~ran).sum())} up to date or not asked for")
+    if timings is not None and "peak_mb" in timings and timings["peak_mb"].notna().any():
+        worst = timings.loc[timings["peak_mb"].idxmax()]
+        lines.append(f"  peak memory of a notebook (kernel and its workers): {worst['peak_mb']:.0f} MB ({worst['notebook']})")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernels are our children
     lines.append(f"  peak memory of the largest child process (a notebook kernel or the book build): {peak:.0f} MB")
     lines.append(f"  book: {html / 'index.html'}")

@@ -32,6 +32,8 @@ def test_terminal_shows_progress_and_a_summary_without_noise(smoke_build):
     assert re.search(r"^  02_mnist meta-train lstm: \d+ jobs", log, re.M), log[:3000]
     assert re.search(r"^  02_mnist evaluate mnist\S* \(0, 'LSTM', 0\) done \(1/\d+", log, re.M)
     assert "[jobs]" not in (smoke_build / "executed" / "02_mnist.ipynb").read_text()
+    timings = pd.read_csv(smoke_build / "timings.csv")  # a kernel with torch loaded holds well over 100 MB
+    assert (timings.loc[timings.status == "executed", "peak_mb"] > 100).all(), timings
     summary = log[log.index("[reproduce] done in"):]
     assert f"notebooks: {n} run" in summary and "peak memory" in summary and "index.html" in summary
     verdicts = re.search(r"claims \(Holm\): (.*)", summary).group(1)

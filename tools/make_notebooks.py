@@ -208,6 +208,23 @@ else:
     code('''bench = report.bench_table()
 print("peak RSS (MB):", bench.attrs.get("peak_rss_mb"), "| machine:", bench.attrs.get("machine"))
 bench'''),
+    nbf.v4.new_markdown_cell('''## Jobs, and what more cores would buy
+
+`make reproduce` runs each LSTM's meta-training and each evaluation as a job on a Dask cluster (README, "Jobs on a
+cluster"). `make bench` times the full profile's MNIST meta-training (two seeds, cut short) as jobs on 1 worker
+with 2 torch threads and on 2 workers with 1 thread each, and measures the cost of one unit of each kind of job.
+From those costs and the jobs each profile submits (`l2l_core.scaling`), the expected wall time on 2, 16 and 64
+cores: with notebooks run in order as `make reproduce` runs them, with jobs free to run across notebooks, and the
+floor that no number of cores beats (one LSTM's meta-training is one job: it does not split). These numbers hold
+for the machine named below only.'''),
+    code('''scaling = report.scaling_table()
+jobs_run = scaling.attrs.get("jobs")
+if jobs_run:
+    display(Markdown(f"Machine: {scaling.attrs['machine']['cpu']} ({scaling.attrs['machine']['cores']} cores, "
+                     f"{scaling.attrs['machine']['instruction_sets']}). {jobs_run['workload']}: "
+                     f"1 worker x 2 threads {jobs_run['1x2_s']:.0f} s, 2 workers x 1 thread {jobs_run['2x1_s']:.0f} s "
+                     f"(ratio {jobs_run['ratio_1x2_over_2x1']:.2f})."))
+scaling'''),
 ]
 
 
