@@ -238,7 +238,7 @@ def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", see
     The seeds still to train run as jobs (:class:`SeedJob`, ``jobs.run_jobs``): here, or on a Dask cluster
     when ``L2L_SCHEDULER`` says so; either way the LSTMs are then read from their files.
     """
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # absolute: a job may run on a worker with another working folder
     folder.mkdir(parents=True, exist_ok=True)
     epochs = s.meta_epochs if trajectories is None else trajectories // s.trajectories_per_epoch
     training = {**s.training(), "meta_epochs": epochs,
@@ -632,9 +632,12 @@ def data_sources(result: ExperimentResult):
     """Markdown listing which files each setting read, and which settings were not run and why."""
     from IPython.display import Markdown
 
+    from .data import resolve_data_root
+
+    root = str(resolve_data_root(result.settings.data_root))  # the page names no folder of the machine that ran it
     lines = [f"- **{label}**: {source}" for label, source in result.sources.items()]
     lines += [f"- **{label}**: {reason}" for label, reason in result.skipped.items()]
-    return Markdown("Data used:\n\n" + "\n".join(lines))
+    return Markdown("Data used:\n\n" + "\n".join(lines).replace(root, "<data root>"))
 
 
 # ------------------------------------------------------------------ what notebooks display

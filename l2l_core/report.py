@@ -93,6 +93,9 @@ def timings_table(build_dir: str | Path) -> pd.DataFrame:
     total = pd.DataFrame([{"notebook": "total (notebooks above)", "seconds": table["seconds"].sum(), "status": ""}])
     table = pd.concat([table, total], ignore_index=True)
     table["minutes"] = (table["seconds"] / 60).round(2)
+    table["seconds"] = table["seconds"].round(1)
+    if "peak_mb" in table:  # kernel and its workers, sampled while the notebook ran
+        table["peak_mb"] = table["peak_mb"].round(0)
     return table
 
 

@@ -37,7 +37,8 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "06_cifar_svhn": ("02_mnist",),
     "07_drop_in": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "08_errata": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
-    "09_long_horizons": ("02_mnist",),
+    # its LSTMs are 02's; its baselines' rates come from whichever of 02-06 tuned the family (reuse.tuned_baselines)
+    "09_long_horizons": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "90_conclusions": ("01_quadratic", "02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
     "99_reproduction": (),
 }
@@ -65,15 +66,33 @@ def _data_listing() -> str:
     return json.dumps(sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()))
 
 
-def parameters(name: str, profile: str, out: Path, device: str) -> dict:
+def parameters(name: str, profile: str, out: Path, device: str, relative_to: Path | None = None) -> dict:
+    """What `make reproduce` injects into notebook ``name``. With ``relative_to`` (the kernel's working folder)
+    paths are relative to it, so the executed notebook on the book's page shows no path of the machine that ran it."""
+    def where(path: Path) -> str:
+        return os.path.relpath(path, relative_to) if relative_to is not None else str(path)
+
     params = {"profile": profile, "device": device}
     if name in ("07_drop_in", "90_conclusions"):  # they read every chapter's results
-        params = {"profile": profile, "results_root": str(out / "results")}
+        params = {"profile": profile, "results_root": where(out / "results")}
     elif name == "99_reproduction":
-        params = {"build_dir": str(out), "profile": profile}
+        params = {"build_dir": where(out), "profile": profile}
     else:
-        params["results_dir"] = str(out / "results" / name)
+        params["results_dir"] = where(out / "results" / name)
     return params
+
+
+def show_injected_parameters_only(path: Path) -> None:
+    """Tag the notebook's default parameters cell ``remove-cell``: the page then shows one parameters cell, the
+    one papermill injected with the values this run used."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell["metadata"]["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
 
 
 def input_stamp(name: str, params: dict, stamps: dict) -> str:
@@ -126,9 +145,10 @@ def execute(name: str, params: dict, out: Path, progress: bool = False) -> tuple
     start = time.perf_counter()
     with atomic_path(target) as tmp, job_lines_shown(out / "jobs.log", f"  {name} "), TreeMemory() as memory:
         papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp.with_suffix(".ipynb")),
-                                   parameters=params, cwd=str(NOTEBOOK_DIR), kernel_name="python3",
+                                   parameters=params, cwd=str(out), kernel_name="python3",
                                    progress_bar=progress, report_mode=False,
                                    kernel_manager_class=local_kernel_manager())
+        show_injected_parameters_only(tmp.with_suffix(".ipynb"))
         os.replace(tmp.with_suffix(".ipynb"), tmp)
     return time.perf_counter() - start, memory.peak_mb
 
@@ -222,7 +242,7 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
     for name in NOTEBOOKS:  # first decide what runs, so that the time left can be estimated
         if only and name not in only:
             continue
-        params = parameters(name, profile, out, device)
+        params = parameters(name, profile, out, device, relative_to=out)  # the kernels run in the build folder
         stamp = input_stamp(name, params, stamps)
         executed = out / "executed" / f"{name}.ipynb"
         if force or name in ALWAYS_RUN or not executed.is_file() or stamps.get(name) != stamp:

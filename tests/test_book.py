@@ -99,6 +99,17 @@ def test_book_pages_show_figures_and_the_conclusions_table(smoke_build):
         assert (html / "book" / f"{page}.html").is_file()
 
 
+def test_a_page_shows_one_parameters_cell_with_no_path_of_this_machine(smoke_build):
+    import nbformat
+
+    nb = nbformat.read(smoke_build / "executed" / "02_mnist.ipynb", as_version=4)
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert sum("injected-parameters" in t for t in tags) == 1
+    assert all("remove-cell" in t for t in tags if "parameters" in t)  # the defaults: in the source, not the page
+    page = (smoke_build / "site" / "_build" / "html" / "book" / "experiments" / "02_mnist.html").read_text()
+    assert "results_dir" in page and str(smoke_build) not in page and str(Path.home()) not in page
+
+
 def test_rerun_skips_notebooks_whose_inputs_did_not_change(smoke_build):
     timings = reproduce.run_notebooks("smoke", smoke_build, only=["01_quadratic", "02_mnist"])
     assert list(timings.notebook) == list(reproduce.NOTEBOOKS)  # other rows kept from the last run

@@ -50,3 +50,14 @@ def test_tuning_table_with_two_chosen_rates_is_refused():
     table = pd.DataFrame({"optimizer": ["SGD", "SGD"], "lr": [0.1, 0.01], "loss_sum": [1.0, 1.0], "chosen": [True, True]})
     with pytest.raises(ValueError, match="marks 2 rates"):
         tuning_from_table(table)
+
+
+def test_notebooks_that_reuse_chapters_declare_every_chapter_they_may_read():
+    """A notebook reading another chapter's results must list it upstream, so that a change there re-runs it."""
+    from l2l_core.reproduce import NOTEBOOKS
+    from l2l_core.reuse import CHAPTERS
+
+    for name in ("08_errata", "09_long_horizons"):  # chapter_frame / tuned_baselines look in every one of CHAPTERS
+        assert set(CHAPTERS) <= set(NOTEBOOKS[name]), name
+    for name, upstream in NOTEBOOKS.items():
+        assert all(list(NOTEBOOKS).index(u) < list(NOTEBOOKS).index(name) for u in upstream), name

@@ -1,0 +1,30 @@
+"""The notebooks in notebooks/ are the source of the book: clean, parameterised, and in the chapter graph."""
+import json
+from pathlib import Path
+
+import pytest
+
+from l2l_core.experiments import PROFILES
+from l2l_core.reproduce import NOTEBOOK_DIR, NOTEBOOKS, check_parameters, parameters
+
+SOURCES = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def test_every_notebook_is_a_chapter_and_every_chapter_a_notebook():
+    assert [p.stem for p in SOURCES] == sorted(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_a_source_notebook_is_clean_with_one_parameters_cell(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "clear the outputs"
+    assert sum("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]) == 1
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", list(NOTEBOOKS))
+def test_what_make_reproduce_injects_is_declared_by_the_notebook(name, profile, tmp_path):
+    check_parameters(name, parameters(name, profile, tmp_path, "cpu", relative_to=tmp_path))
+    with pytest.raises(ValueError, match="not parameters of notebook"):
+        check_parameters(name, {"no_such_knob": 1})
