@@ -227,7 +227,7 @@ class TrainedLSTMs:
 
 def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", seeds=None, progress: bool = True,
                 config=None, meta_update_schedule_bug: bool = False, trajectories: int | None = None,
-                snapshot_budgets=()) -> TrainedLSTMs:
+                snapshot_budgets=(), owner: str | None = None) -> TrainedLSTMs:
     """One LSTM per meta-training seed (``seeds``, default ``s.meta_seeds``), trained on ``family`` or reused.
 
     ``folder/<name>-seed<k>.pt`` is reused when it was trained with these settings, else the seed is meta-trained
@@ -237,9 +237,11 @@ def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", see
     ``config`` and ``meta_update_schedule_bug`` go to ``meta_train`` (the errata chapter's defects).
     The seeds still to train run as jobs (:class:`SeedJob`, ``jobs.run_jobs``): here, or on a Dask cluster
     when ``L2L_SCHEDULER`` says so; either way the LSTMs are then read from their files.
+    ``owner`` names the chapter whose folder this is when another chapter reads it: then nothing is trained
+    (chapters never write into each other) and missing or differently trained LSTMs raise an error saying what
+    to run.
     """
     folder = Path(folder).resolve()  # absolute: a job may run on a worker with another working folder
-    folder.mkdir(parents=True, exist_ok=True)
     epochs = s.meta_epochs if trajectories is None else trajectories // s.trajectories_per_epoch
     training = {**s.training(), "meta_epochs": epochs,
                 **({"config": config.to_dict()} if config is not None else {}),
@@ -247,7 +249,15 @@ def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", see
     seeds = list(s.meta_seeds if seeds is None else seeds)
     job = SeedJob(family, s, folder, name, training, config, meta_update_schedule_bug, epochs, tuple(snapshot_budgets),
                   progress and jobs.scheduler() == "serial")
-    jobs.run_jobs(job, [seed for seed in seeds if not job.done(seed)], label=f"meta-train {name}")
+    todo = [seed for seed in seeds if not job.done(seed)]
+    if owner and todo:
+        raise FileNotFoundError(
+            f"this chapter reads chapter {owner}'s LSTMs from {folder}, but meta-training seeds {todo} are missing "
+            f"there or were trained with other settings (profile {s.profile!r}, {s.training()}); run "
+            f"notebooks/{owner}.ipynb with the same parameters first (make reproduce runs the chapters in order)")
+    if todo:
+        folder.mkdir(parents=True, exist_ok=True)
+    jobs.run_jobs(job, todo, label=f"meta-train {name}")
     lstms, histories, at_budget = {}, [], {b: {} for b in snapshot_budgets}
     for seed in seeds:
         path, snapshots, history_path = job.paths(seed)
@@ -367,12 +377,13 @@ def lstm_name(family, canonical) -> str:
 
 def run_experiment(s: Settings, families: list, claims: list[Claim], train_family=None,
                    lstm_dir: str | Path | None = None, progress: bool = True, snapshot_budgets=(),
-                   seeds_of: dict | None = None) -> ExperimentResult:
+                   seeds_of: dict | None = None, lstm_owner: str | None = None) -> ExperimentResult:
     """Meta-train (or reuse) one LSTM per meta-training seed, then compare them with tuned baselines on each family.
 
     With ``train_family`` every family is run by the LSTMs trained on it (transfer); without, each family trains
     its own. LSTMs live in ``lstm_dir`` (default: this experiment's results folder). ``seeds_of`` maps a training
-    family to its meta-training seeds where they are not ``s.meta_seeds``.
+    family to its meta-training seeds where they are not ``s.meta_seeds``. ``lstm_owner``: the chapter whose
+    folder ``lstm_dir`` is, when it is another chapter's; its LSTMs are then read, never trained here.
     """
     start = time.perf_counter()
     out = Path(s.results_dir)
@@ -393,7 +404,7 @@ def run_experiment(s: Settings, families: list, claims: list[Claim], train_famil
         if trainer not in trained:
             trained[trainer] = train_seeds(trainer, s, lstm_dir, lstm_name(trainer, train_family or families[0]),
                                            seeds=(seeds_of or {}).get(trainer), progress=progress,
-                                           snapshot_budgets=snapshot_budgets)
+                                           snapshot_budgets=snapshot_budgets, owner=lstm_owner)
             histories.append(trained[trainer].history.assign(setting=setting_label(trainer)))
         tuned = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed)
         tunings += [r.table.assign(setting=label, chosen=r.table.lr == r.lr) for r in tuned.values()]
@@ -482,16 +493,20 @@ def mnist_snapshots(s: Settings) -> tuple:
 
 
 def mnist_lstms(s: Settings, progress: bool = True) -> "TrainedLSTMs":
-    """Experiment 2's LSTMs (all meta-training seeds) from the same results tree; trained there if missing."""
+    """Experiment 2's LSTMs (all meta-training seeds) from the same results tree, read-only: an error naming
+    chapter 02 if they are missing or were trained with other settings."""
     folder = Path(s.results_dir).parent / "02_mnist"
-    return train_seeds(mlp_family(s), s, folder, "lstm", progress=progress, snapshot_budgets=mnist_snapshots(s))
+    if Path(s.results_dir).resolve() == folder.resolve():  # chapter 02 itself trains them
+        return train_seeds(mlp_family(s), s, folder, "lstm", progress=progress, snapshot_budgets=mnist_snapshots(s))
+    return train_seeds(mlp_family(s), s, folder, "lstm", progress=progress, snapshot_budgets=mnist_snapshots(s),
+                       owner="02_mnist")
 
 
 def transfer(s: Settings, families: list, claims: list, progress: bool) -> ExperimentResult:
     """Run experiment 2's LSTMs (trained on MNIST 784-20-10 sigmoid) on other families."""
     return run_experiment(s, families, claims, train_family=mlp_family(s),
                           lstm_dir=Path(s.results_dir).parent / "02_mnist", progress=progress,
-                          snapshot_budgets=mnist_snapshots(s))
+                          snapshot_budgets=mnist_snapshots(s), lstm_owner="02_mnist")
 
 
 def architectures_setup(s: Settings) -> tuple[list, list[Claim]]:

@@ -3,18 +3,18 @@ learning rates) instead of computing it again, when the chapter ran with the set
 
 The errata and long-horizon chapters re-check the experiment chapters' claims on the same tasks; reusing
 their runs keeps the comparisons paired and saves minutes (tuning one MNIST family costs ~28 s, CIFAR-10
-~115 s on the development machine). A chapter that is missing or ran with other settings is run
-(``chapter_frame``) or the tuning is repeated (``tuned_baselines``).
+~115 s on the development machine). A chapter that is missing or ran with other settings
+is an error naming the chapter to run (``chapter_frame``); missing tuning is repeated (``tuned_baselines``).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import pandas as pd
 
 from .baselines import TuningResult, tune_all, tuning_from_table
+from .checks import check_choice
 from .experiments import (Settings, architectures_setup, cifar_svhn_setup, mnist_like_setup, mnist_setup,
                           relu_setup, run_architectures, run_cifar_svhn, run_mnist, run_mnist_like, run_relu,
                           setting_label)
@@ -45,15 +45,19 @@ def _saved_settings_match(folder: Path, s: Settings, keys) -> bool:
 
 
 def chapter_frame(s: Settings, chapter: str, progress: bool = True) -> pd.DataFrame:
-    """The losses of experiment ``chapter`` in the same results tree; run here first if missing or stale.
+    """The losses of experiment ``chapter`` in the same results tree, read-only.
 
-    The chapter is reused only if its settings.json matches ``s`` on everything that shapes its numbers.
+    They are used only if its settings.json matches ``s`` on everything that shapes its numbers; otherwise an
+    error names the chapter to run (chapters never write into each other's folders).
     """
     folder = Path(s.results_dir).parent / chapter
     if (folder / "losses.parquet").is_file() and _saved_settings_match(folder, s, SAME_RUN_KEYS):
         return read_frame(folder / "losses.parquet")
-    runner, _ = CHAPTERS[chapter]
-    return runner(dataclasses.replace(s, name=chapter, results_dir=str(folder)), progress=progress).frame
+    check_choice("chapter", chapter, CHAPTERS)
+    why = "missing" if not (folder / "losses.parquet").is_file() else "from a run with other settings"
+    raise FileNotFoundError(f"this chapter reads chapter {chapter}'s results in {folder}, which are {why}; run "
+                            f"notebooks/{chapter}.ipynb with the same parameters first (make reproduce runs the "
+                            "chapters in order)")
 
 
 def tuned_baselines(s: Settings, family) -> dict[str, TuningResult]:

@@ -61,3 +61,15 @@ def test_notebooks_that_reuse_chapters_declare_every_chapter_they_may_read():
         assert set(CHAPTERS) <= set(NOTEBOOKS[name]), name
     for name, upstream in NOTEBOOKS.items():
         assert all(list(NOTEBOOKS).index(u) < list(NOTEBOOKS).index(name) for u in upstream), name
+
+
+def test_a_chapter_reads_another_chapters_results_but_never_writes_them(tmp_path):
+    from l2l_core import experiments as ex
+    from l2l_core.reuse import chapter_frame
+
+    s = ex.settings("03_architectures", "mlp", "smoke", results_dir=tmp_path / "03_architectures")
+    with pytest.raises(FileNotFoundError, match=r"run notebooks/02_mnist\.ipynb with the same parameters"):
+        ex.mnist_lstms(s, progress=False)
+    with pytest.raises(FileNotFoundError, match=r"chapter 05_mnist_like's results .* missing; run notebooks/05"):
+        chapter_frame(s, "05_mnist_like")
+    assert not (tmp_path / "02_mnist").exists() and not (tmp_path / "05_mnist_like").exists()
