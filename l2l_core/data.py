@@ -309,6 +309,40 @@ def _to_flat_float(x: torch.Tensor) -> torch.Tensor:
 
 
 _CACHE: dict[tuple[str, Path], ImageData] = {}
+CACHE_ENV = "L2L_CACHE_DIR"
+
+
+def _cache_dir() -> Path | None:
+    """Where decoded image arrays are kept for sharing: ``$L2L_CACHE_DIR``, else ~/.cache/l2l; "off": nowhere."""
+    value = os.environ.get(CACHE_ENV)
+    if value == "off":
+        return None
+    return Path(value) if value else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "l2l"
+
+
+def _shared_across_processes(name: str, *arrays: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The same float arrays, memory-mapped from a file named by their content, so that the processes of a
+    run (a notebook's kernel and its Dask workers) share one copy in memory instead of holding one each.
+    The values are the ones passed in, bit for bit; if the cache folder cannot be written, they are returned as is."""
+    import hashlib
+
+    folder = _cache_dir()
+    if folder is None:
+        return arrays
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(str(tuple(a.shape)).encode())
+        digest.update(memoryview(a.contiguous().numpy()).cast("B"))
+    path = folder / f"{name}-{digest.hexdigest()[:16]}.pt"
+    try:
+        if not path.is_file():
+            from .io import atomic_path
+
+            with atomic_path(path) as tmp:
+                torch.save(list(arrays), tmp)
+        return tuple(torch.load(path, mmap=True, weights_only=True))
+    except (OSError, RuntimeError):  # read-only home, full disk: keep the private copies
+        return arrays
 
 
 def clear_cache() -> None:
@@ -366,7 +400,7 @@ def load_image_data(name: str, data_root: str | os.PathLike | None = None, downl
         counts += f" (a subset: the official release has {official[0]} / {official[1]})"
     if note:
         counts += f"{note}, giving {len(y_tr)} train / {len(y_te)} test"
-    x_train, x_test = _to_flat_float(x_tr), _to_flat_float(x_te)
+    x_train, x_test = _shared_across_processes(name, _to_flat_float(x_tr), _to_flat_float(x_te))
     data = ImageData(
         name=name,
         x_train=x_train,

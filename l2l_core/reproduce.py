@@ -132,6 +132,13 @@ def local_kernel_manager():
     class LocalKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
+        async def _async_interrupt_kernel(self) -> None:
+            """No SIGINT at shutdown: jupyter_client sends one to the kernel's process group before the shutdown
+            request, which reaches a Dask cluster's processes too and makes the idle kernel print "KeyboardInterrupt
+            caught in kernel" into the terminal; a finished notebook has nothing to interrupt."""
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
     return LocalKernelManager
 
 
@@ -188,19 +195,24 @@ def job_lines_shown(log: Path, prefix: str):
 
 
 class TreeMemory:
-    """Peak resident memory (MB) of this process's children and their descendants (a notebook's kernel and its
-    Dask workers), sampled every ``interval`` seconds in a background thread while the ``with`` block runs."""
+    """Peak memory (MB) of this process's children and their descendants (a notebook's kernel and its Dask
+    workers), sampled every ``interval`` seconds in a background thread while the ``with`` block runs."""
 
-    def __init__(self, interval: float = 0.5):
+    def __init__(self, interval: float = 1.0):
         self.interval, self.peak_mb = interval, 0.0
         self._stop = threading.Event()
 
     def _sample(self) -> float:
+        """Proportional set size (PSS) where the OS reports it: a page shared by n processes (torch's libraries
+        in every Dask worker) counts 1/n in each, so the sum is the memory the notebook really takes; else RSS."""
         import psutil
 
         total = 0
         for child in psutil.Process().children(recursive=True):
             try:
+                info = child.memory_full_info()
+                total += getattr(info, "pss", info.rss)
+            except psutil.AccessDenied:
                 total += child.memory_info().rss
             except psutil.Error:  # it ended between listing and reading
                 pass

@@ -328,3 +328,21 @@ def test_meta_split_indices_match_meta_splits():
         x = data.x_train if part == "train" else data.x_test
         assert torch.equal(x[idx], splits[name].x)
     assert indices["test"][0] == "test" and indices["meta_val"][0] == indices["meta_train"][0] == "train"
+
+
+def test_decoded_images_are_shared_through_a_memory_mapped_file_with_the_same_values(tmp_path, monkeypatch):
+    import torch
+
+    from l2l_core import data as d
+
+    x = torch.rand(50, 7)
+    y = torch.rand(3, 7)
+    monkeypatch.setenv(d.CACHE_ENV, str(tmp_path))
+    a, b = d._shared_across_processes("toy", x, y)
+    assert torch.equal(a, x) and torch.equal(b, y) and len(list(tmp_path.glob("toy-*.pt"))) == 1
+    again, _ = d._shared_across_processes("toy", x, y)  # same content: same file, read again
+    assert torch.equal(again, x) and len(list(tmp_path.glob("toy-*.pt"))) == 1
+    d._shared_across_processes("toy", x + 1, y)  # other content: another file
+    assert len(list(tmp_path.glob("toy-*.pt"))) == 2
+    monkeypatch.setenv(d.CACHE_ENV, "off")
+    assert d._shared_across_processes("toy", x, y)[0] is x
