@@ -113,3 +113,43 @@ def plot_seed_strip(frame: pd.DataFrame, metric: str = "sum@100", col: str = "se
         ax.set_title(panel or "")
         ax.grid(True, axis="y", alpha=0.3)
     return fig
+
+
+VERDICT_COLORS = {"holds": "#1b9e77", "does not hold": "#d95f02", "inconclusive": "#7f7f7f", "not run": "#cccccc"}
+
+
+def plot_claims_forest(claims: pd.DataFrame, verdict: str = "verdict_holm", clip=(-100.0, 150.0)):
+    """Every claim in one figure: the paired difference (LSTM minus the best baseline) with its 95% interval, as a
+    percentage of the best baseline's value so that all metrics share one axis; coloured by ``verdict``. An
+    interval reaching past ``clip`` (percent) is cut there and ends in an arrow."""
+    rows = claims[claims["difference"].notna()].reset_index(drop=True)
+    scale = 100 / rows["best_baseline_value"].abs()
+
+    def short(text, n):
+        return text if len(text) <= n else text[: n - 1] + "..."
+
+    labels = [short(f"{e}, {s}: " if s else f"{e}: ", 48) + short(c, 52)
+              for e, s, c in zip(rows["experiment"], rows["setting"].fillna(""), rows["claim"])]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.34 * len(rows)), constrained_layout=True)
+    lo_clip, hi_clip = clip
+    for y, row in rows.iterrows():
+        color = VERDICT_COLORS.get(row[verdict], "black")
+        lo, hi, mid = (row[k] * scale[y] for k in ("difference_lo", "difference_hi", "difference"))
+        ax.plot([max(lo, lo_clip), min(hi, hi_clip)], [y, y], "-", color=color, lw=2)
+        if lo_clip <= mid <= hi_clip:
+            ax.plot(mid, y, "o", color=color)
+        for end, edge, marker in ((lo, lo_clip, "<"), (hi, hi_clip, ">")):
+            if (end < edge) if marker == "<" else (end > edge):
+                ax.plot(edge, y, marker, color=color)
+    ax.set_xlim(lo_clip - 5, hi_clip + 5)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("LSTM minus best baseline, % of the baseline, 95% CI\n"
+                  "(< 0: the LSTM's loss is lower; arrow: the interval goes on)")
+    for name, color in VERDICT_COLORS.items():
+        if name in set(rows[verdict]):
+            ax.plot([], [], "o-", color=color, label=name)
+    ax.legend(title="verdict (Holm)", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
