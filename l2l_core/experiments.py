@@ -363,6 +363,12 @@ class ExperimentResult:
 
         return plot_meta_training(self.history)
 
+    def tuning_figure(self):
+        """Each baseline's learning-rate grid on the validation tasks, the chosen rate circled."""
+        from .plotting import plot_tuning
+
+        return plot_tuning(self.tuning)
+
     def seeds_figure(self, metric: str = "sum@100"):
         """Each meta-training seed's LSTM (points) against the tuned baselines (lines) on ``metric``."""
         from .plotting import plot_seed_strip
@@ -378,57 +384,120 @@ def lstm_name(family, canonical) -> str:
 def run_experiment(s: Settings, families: list, claims: list[Claim], train_family=None,
                    lstm_dir: str | Path | None = None, progress: bool = True, snapshot_budgets=(),
                    seeds_of: dict | None = None, lstm_owner: str | None = None) -> ExperimentResult:
-    """Meta-train (or reuse) one LSTM per meta-training seed, then compare them with tuned baselines on each family.
+    """Meta-train (or reuse) one LSTM per meta-training seed, then compare them with tuned baselines on each family:
+    :class:`Experiment`'s steps in one call."""
+    return Experiment(s, families, claims, train_family, lstm_dir, snapshot_budgets, seeds_of, lstm_owner).run(progress)
+
+
+@dataclass
+class Experiment:
+    """One chapter's experiment as the steps of the method page, each one call: ``meta_train`` (one LSTM per
+    meta-training seed, as jobs), ``tune_baselines`` (each baseline's learning rate on a grid, on validation
+    tasks), ``compare`` (LSTMs and tuned baselines on the same held-out tasks), ``result`` (tables, claim check,
+    files). ``run`` does all four.
 
     With ``train_family`` every family is run by the LSTMs trained on it (transfer); without, each family trains
     its own. LSTMs live in ``lstm_dir`` (default: this experiment's results folder). ``seeds_of`` maps a training
     family to its meta-training seeds where they are not ``s.meta_seeds``. ``lstm_owner``: the chapter whose
     folder ``lstm_dir`` is, when it is another chapter's; its LSTMs are then read, never trained here.
+    A family whose data set is missing is skipped, and the result says why (never substituted).
     """
-    start = time.perf_counter()
-    out = Path(s.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(s.to_dict(), out / "settings.json")
-    lstm_dir = Path(lstm_dir) if lstm_dir else out
-    trained, histories = {}, []
-    frames, tunings, skipped, sources = [], [], {}, {}
-    for family in families:
-        label = setting_label(family)
-        if isinstance(family, MLPFamily):
-            try:
-                sources[label] = family.data.source
-            except DatasetNotFoundError as err:  # e.g. SVHN on the offline machine: say so, never substitute
-                skipped[label] = f"not run: {err}"
-                continue
-        trainer = train_family or family
-        if trainer not in trained:
-            trained[trainer] = train_seeds(trainer, s, lstm_dir, lstm_name(trainer, train_family or families[0]),
-                                           seeds=(seeds_of or {}).get(trainer), progress=progress,
-                                           snapshot_budgets=snapshot_budgets, owner=lstm_owner)
-            histories.append(trained[trainer].history.assign(setting=setting_label(trainer)))
-        tuned = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed)
-        tunings += [r.table.assign(setting=label, chosen=r.table.lr == r.lr) for r in tuned.values()]
-        optimizers = {LSTM_LABEL: trained[trainer].lstms, **{r.baseline.label: r.baseline for r in tuned.values()}}
-        frame = compare(optimizers, family, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps, progress=progress)
-        frames.append(frame.assign(setting=label))
-    frame = pd.concat(frames, ignore_index=True)
-    tuning = pd.concat(tunings, ignore_index=True)
-    history = pd.concat(histories, ignore_index=True)
-    claims_table = check_claims(frame, [c.capped(s.steps) for c in claims], skipped)
-    claims_table.insert(1, "profile", s.profile)
-    files = {
-        "frame": write_frame(frame, out / "losses.parquet"),
-        "tuning": write_frame(tuning, out / "tuning.csv"),
-        "claims": write_frame(claims_table, out / "claims.csv"),
-        "history": write_frame(history, out / "meta_training.csv"),
-        "lstms": lstm_dir,
-    }
-    result = ExperimentResult(s, frame, tuning, claims_table, history, time.perf_counter() - start, files,
-                              skipped, sources, peak_rss_mb())
-    files["summary"] = write_frame(result.summary(), out / "summary.csv")
-    files["run"] = write_json({"seconds": result.seconds, "peak_rss_mb": result.peak_rss_mb, "sources": sources,
-                               "skipped": skipped}, out / "run.json")
-    return result
+
+    s: Settings
+    families: list
+    claims: list
+    train_family: object = None
+    lstm_dir: str | Path | None = None
+    snapshot_budgets: tuple = ()
+    seeds_of: dict | None = None
+    lstm_owner: str | None = None
+
+    def __post_init__(self):
+        self._start = time.perf_counter()
+        self.out = Path(self.s.results_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.s.to_dict(), self.out / "settings.json")
+        self.lstm_dir = Path(self.lstm_dir) if self.lstm_dir else self.out
+        self.skipped, self.sources = {}, {}
+        self.runnable = []
+        for family in self.families:
+            label = setting_label(family)
+            if isinstance(family, MLPFamily):
+                try:
+                    self.sources[label] = family.data.source
+                except DatasetNotFoundError as err:  # e.g. SVHN on the offline machine: say so, never substitute
+                    self.skipped[label] = f"not run: {err}"
+                    continue
+            self.runnable.append(family)
+        self.trained, self.tuned, self.frame = {}, {}, None
+
+    def _trainer(self, family):
+        return self.train_family or family
+
+    def meta_train(self, progress: bool = True) -> dict:
+        """One LSTM per meta-training seed for every training family (reused when already trained): {family: TrainedLSTMs}."""
+        canonical = self.train_family or self.families[0]
+        for family in self.runnable:
+            trainer = self._trainer(family)
+            if trainer not in self.trained:
+                self.trained[trainer] = train_seeds(trainer, self.s, self.lstm_dir, lstm_name(trainer, canonical),
+                                                    seeds=(self.seeds_of or {}).get(trainer), progress=progress,
+                                                    snapshot_budgets=self.snapshot_budgets, owner=self.lstm_owner)
+        return self.trained
+
+    def tune_baselines(self) -> dict:
+        """SGD, RMSprop, Adam and NAG tuned on each family's validation tasks: {setting: {name: TuningResult}}."""
+        s = self.s
+        for family in self.runnable:
+            self.tuned[setting_label(family)] = tune_all(family, n_tasks=s.tune_tasks, steps=s.tune_steps, seed=s.seed)
+        return self.tuned
+
+    def compare(self, progress: bool = True) -> pd.DataFrame:
+        """Every LSTM and every tuned baseline on the same held-out tasks of each family (as jobs): one tidy frame."""
+        if not self.trained:
+            self.meta_train(progress)
+        if not self.tuned:
+            self.tune_baselines()
+        s, frames = self.s, []
+        for family in self.runnable:
+            tuned = self.tuned[setting_label(family)]
+            optimizers = {LSTM_LABEL: self.trained[self._trainer(family)].lstms,
+                          **{r.baseline.label: r.baseline for r in tuned.values()}}
+            frame = compare(optimizers, family, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps, progress=progress)
+            frames.append(frame.assign(setting=setting_label(family)))
+        self.frame = pd.concat(frames, ignore_index=True)
+        return self.frame
+
+    def result(self) -> ExperimentResult:
+        """The claim check, the summary tables and every results file (``results_dir``)."""
+        if self.frame is None:
+            self.compare()
+        s, out = self.s, self.out
+        tuning = pd.concat([r.table.assign(setting=label, chosen=r.table.lr == r.lr)
+                            for label, tuned in self.tuned.items() for r in tuned.values()], ignore_index=True)
+        history = pd.concat([t.history.assign(setting=setting_label(f)) for f, t in self.trained.items()],
+                            ignore_index=True)
+        claims_table = check_claims(self.frame, [c.capped(s.steps) for c in self.claims], self.skipped)
+        claims_table.insert(1, "profile", s.profile)
+        files = {
+            "frame": write_frame(self.frame, out / "losses.parquet"),
+            "tuning": write_frame(tuning, out / "tuning.csv"),
+            "claims": write_frame(claims_table, out / "claims.csv"),
+            "history": write_frame(history, out / "meta_training.csv"),
+            "lstms": self.lstm_dir,
+        }
+        result = ExperimentResult(s, self.frame, tuning, claims_table, history, time.perf_counter() - self._start,
+                                  files, self.skipped, self.sources, peak_rss_mb())
+        files["summary"] = write_frame(result.summary(), out / "summary.csv")
+        files["run"] = write_json({"seconds": result.seconds, "peak_rss_mb": result.peak_rss_mb,
+                                   "sources": self.sources, "skipped": self.skipped}, out / "run.json")
+        return result
+
+    def run(self, progress: bool = True) -> ExperimentResult:
+        self.meta_train(progress)
+        self.tune_baselines()
+        self.compare(progress)
+        return self.result()
 
 
 # ------------------------------------------------------------------ the thesis' experiments 1-6
@@ -465,9 +534,10 @@ MNIST_THESIS = SELECTION + ("LSTM 50.9, Adam 86.2 (lr 0.03), RMSprop 101.4 (0.01
                             "(notebook cells 24, 25)")
 
 
-def mnist_setup(s: Settings) -> tuple[list, list[Claim]]:
-    """Experiment 2's task families and claims: the thesis' initialisation, and PyTorch's beside it."""
-    families = [mlp_family(s, init="thesis"), mlp_family(s, init="pytorch")]
+def mnist_setup(s: Settings, hidden=(20,), activation: str = "sigmoid") -> tuple[list, list[Claim]]:
+    """Experiment 2's task families and claims: the thesis' initialisation, and PyTorch's beside it (``hidden`` and
+    ``activation``: the thesis' MLP unless changed)."""
+    families = [mlp_family(s, hidden=hidden, activation=activation, init=init) for init in ("thesis", "pytorch")]
     claims = []
     for family in families:
         claims += wide_margin_claims("02 MNIST", setting_label(family), MNIST_THESIS)
@@ -482,10 +552,16 @@ def mnist_setup(s: Settings) -> tuple[list, list[Claim]]:
 def run_mnist(s: Settings, progress: bool = True) -> ExperimentResult:
     """Experiment 2: meta-train on the MNIST MLP (one hidden layer of 20 sigmoid units), compare on MNIST-test;
     once with the thesis' initialisation of the optimizee (the book's) and once with PyTorch's (each its own LSTMs)."""
-    families, claims = mnist_setup(s)
+    return mnist_experiment(s).run(progress)
+
+
+def mnist_experiment(s: Settings, hidden=(20,), activation: str = "sigmoid") -> Experiment:
+    """Experiment 2, ready to run step by step: its two task families (the thesis' initialisation, PyTorch's beside
+    it with the first three meta-training seeds) and the thesis' claims about them. ``hidden``/``activation``
+    change the MLP (chapters 03-06 then refuse to read these LSTMs: they were trained on another network)."""
+    families, claims = mnist_setup(s, tuple(hidden), activation)
     contrast = {families[1]: s.meta_seeds[:CONTRAST_META_SEEDS]}
-    return run_experiment(s, families, claims, progress=progress, snapshot_budgets=mnist_snapshots(s),
-                          seeds_of=contrast)
+    return Experiment(s, families, claims, snapshot_budgets=mnist_snapshots(s), seeds_of=contrast)
 
 
 def mnist_snapshots(s: Settings) -> tuple:

@@ -153,3 +153,27 @@ def plot_claims_forest(claims: pd.DataFrame, verdict: str = "verdict_holm", clip
     ax.legend(title="verdict (Holm)", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     ax.grid(True, axis="x", alpha=0.3)
     return fig
+
+
+def plot_tuning(tuning: pd.DataFrame, col: str = "setting", height: float = 3.2):
+    """Each baseline's tuning grid: summed validation loss against learning rate (log axes), the chosen rate
+    circled; one panel per ``col`` value. A rate that diverged is left out of its line."""
+    panels = list(dict.fromkeys(tuning[col])) if col in tuning else [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 3.8 * len(panels), height), squeeze=False,
+                             constrained_layout=True)
+    for ax, panel in zip(axes.flat, panels):
+        data = tuning if panel is None else tuning[tuning[col] == panel]
+        for name in _order(data["optimizer"]):
+            rows = data[data.optimizer == name].sort_values("lr")
+            color = PALETTE.get(name, "grey")
+            ax.plot(rows["lr"], rows["loss_sum"], "o-", color=color, label=name, ms=3)
+            chosen = rows[rows["chosen"]]
+            ax.plot(chosen["lr"], chosen["loss_sum"], "o", ms=10, mfc="none", color=color)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("validation loss summed over steps")
+        ax.set_title(panel or "")
+        ax.grid(True, alpha=0.3)
+    axes.flat[-1].legend(fontsize=8)
+    return fig

@@ -28,3 +28,19 @@ def test_what_make_reproduce_injects_is_declared_by_the_notebook(name, profile, 
     check_parameters(name, parameters(name, profile, tmp_path, "cpu", relative_to=tmp_path))
     with pytest.raises(ValueError, match="not parameters of notebook"):
         check_parameters(name, {"no_such_knob": 1})
+
+
+@pytest.mark.slow
+def test_chapter_2_runs_another_network_and_unroll_from_its_parameters_alone(tmp_path):
+    """The issue's test of a notebook a reader can change: hidden=[12], unroll=5 through papermill, no library edit."""
+    import pandas as pd
+    import papermill
+
+    results = tmp_path / "results" / "02_mnist"
+    papermill.execute_notebook(str(NOTEBOOK_DIR / "02_mnist.ipynb"), str(tmp_path / "02.ipynb"), cwd=str(tmp_path),
+                               parameters={"profile": "smoke", "results_dir": str(results), "hidden": [12],
+                                           "unroll": 5}, kernel_name="python3", progress_bar=False)
+    claims = pd.read_csv(results / "claims.csv")
+    assert set(claims.setting) == {"MNIST 784-12-10 sigmoid", "MNIST 784-12-10 sigmoid (pytorch init)"}
+    assert json.loads((results / "settings.json").read_text())["unroll"] == 5
+    assert set(pd.read_csv(results / "tuning.csv").setting) == set(claims.setting)
