@@ -521,10 +521,15 @@ def wide_margin_claims(experiment: str, setting: str | None, thesis: str) -> lis
 
 def run_quadratic(s: Settings, progress: bool = True) -> ExperimentResult:
     """Experiment 1: meta-train on 10-d quadratics, compare on unseen ones."""
+    return quadratic_experiment(s).run(progress)
+
+
+def quadratic_experiment(s: Settings) -> Experiment:
+    """Experiment 1, ready to run step by step: the 10-d quadratic family and the thesis' claims about it."""
     family = QuadraticFamily(device=s.device)
     claims = wide_margin_claims("01 quadratics", None, SELECTION + "LSTM 49.6, Adam 98.8 (lr 0.1), NAG 107.5 (0.01), "
                                 "RMSprop 133.5 (0.03), SGD 206.5 (0.01) (notebook cells 12, 16)")
-    return run_experiment(s, [family], claims, progress=progress)
+    return Experiment(s, [family], claims)
 
 
 # The PyTorch-init arm of experiment 2 is a contrast, not a thesis experiment: its LSTMs come from the first three
@@ -580,9 +585,14 @@ def mnist_lstms(s: Settings, progress: bool = True) -> "TrainedLSTMs":
 
 def transfer(s: Settings, families: list, claims: list, progress: bool) -> ExperimentResult:
     """Run experiment 2's LSTMs (trained on MNIST 784-20-10 sigmoid) on other families."""
-    return run_experiment(s, families, claims, train_family=mlp_family(s),
-                          lstm_dir=Path(s.results_dir).parent / "02_mnist", progress=progress,
-                          snapshot_budgets=mnist_snapshots(s), lstm_owner="02_mnist")
+    return transfer_experiment(s, families, claims).run(progress)
+
+
+def transfer_experiment(s: Settings, families: list, claims: list) -> Experiment:
+    """Experiment 2's LSTMs on other ``families``, ready to run step by step: ``meta_train`` reads chapter 02's
+    LSTMs (an error naming it if they are missing or were trained with other settings), never trains them."""
+    return Experiment(s, families, claims, train_family=mlp_family(s), lstm_dir=Path(s.results_dir).parent / "02_mnist",
+                      snapshot_budgets=mnist_snapshots(s), lstm_owner="02_mnist")
 
 
 def architectures_setup(s: Settings) -> tuple[list, list[Claim]]:
