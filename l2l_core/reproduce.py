@@ -96,7 +96,7 @@ def show_injected_parameters_only(path: Path) -> None:
 
 
 def input_stamp(name: str, params: dict, stamps: dict) -> str:
-    package = list((REPO_ROOT / "l2l_core").rglob("*.py"))
+    package = [*(REPO_ROOT / "l2l_core").rglob("*.py"), *(REPO_ROOT / "l2l_core").rglob("*.cpp")]
     if name in USES_SHIPPED_WEIGHTS:  # only these notebooks re-run when the shipped weights change
         package += [p for p in (REPO_ROOT / "l2l_core" / "pretrained").iterdir() if p.suffix in (".pt", ".json")]
     code = _hash_files(package + [REPO_ROOT / "requirements.txt", NOTEBOOK_DIR / f"{name}.ipynb"])
