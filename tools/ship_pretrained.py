@@ -2,7 +2,8 @@
 
     python tools/ship_pretrained.py build/full/results [--name mnist] [--commit <sha of the code that ran>]
 
-Writes l2l_core/pretrained/<name>-seed<k>.pt (one per meta-training seed) and <name>.json: the training settings,
+Writes l2l_core/pretrained/<name>-seed<k>.pt (one per meta-training seed that learned: a seed still stuck on
+the do-nothing score after its restarts is listed under ``not_shipped``) and <name>.json: the training settings,
 the code version, each seed's selection (validation) score and held-out numbers, the book's claims on MNIST, and a
 float64 reference run on a fixed tiny model (``l2l_core.pretrained.reference_run``) that the tests re-compute.
 """
@@ -21,6 +22,7 @@ from l2l_core.checkpoint import load_optimizer
 from l2l_core.claims import per_task_metric
 from l2l_core.experiments import collect_claims
 from l2l_core.io import write_json
+from l2l_core.meta_train import RESTART_MIN_GAIN, is_stuck
 from l2l_core.pretrained import FOLDER, reference_run
 
 SETTING = "MNIST 784-20-10 sigmoid"  # the thesis-initialised arm of chapter 2
@@ -33,6 +35,16 @@ def held_out(frame: pd.DataFrame, optimizer: str, meta_seed: int | None = None) 
     if meta_seed is not None:
         values = values[values.meta_seed == meta_seed]
     return float(values.value.mean())
+
+
+def do_nothing_score(lstm, settings: dict, seed: int) -> float:
+    """The validation score of never moving, on the validation tasks this seed was selected on."""
+    from l2l_core.experiments import mlp_family, settings as make_settings
+    from l2l_core.meta_train import _validation_scores
+
+    s = make_settings("02_mnist", "mlp", settings["profile"], init=settings["init"])
+    tasks = mlp_family(s).sample(settings["n_val_tasks"], seed, split="meta_val")
+    return _validation_scores(lstm, tasks, settings["train_steps"])[1]
 
 
 def main() -> None:
@@ -49,7 +61,9 @@ def main() -> None:
                                            text=True, check=True).stdout.strip()
     frame = pd.read_parquet(chapter / "losses.parquet")
     baselines = {b: held_out(frame, b) for b in ("SGD", "RMSprop", "Adam", "NAG")}
-    seeds = {}
+    seeds, not_shipped = {}, {}
+    for stale in FOLDER.glob(f"{args.name}-seed*.pt"):
+        stale.unlink()
     for path in sorted(chapter.glob("lstm-seed*.pt")):
         if "-at" in path.stem:
             continue
@@ -64,6 +78,12 @@ def main() -> None:
                        "validation_summed_loss": float(best.val_loss_sum),
                        "held_out_summed_loss_100_steps": held_out(frame, "LSTM", seed),
                        "reference_run_losses": reference_run(lstm)}
+        do_nothing = do_nothing_score(lstm, settings, seed)
+        if is_stuck(seeds[seed]["validation_summed_loss"], do_nothing):  # no use to anyone as an optimizer
+            not_shipped[str(seed)] = (f"stuck: its best validation score {seeds.pop(seed)['validation_summed_loss']:.2f} "
+                                      f"is not {RESTART_MIN_GAIN:.0%} below doing nothing ({do_nothing:.2f}) after "
+                                      f"{restarts} restart(s); it stays in the book's verdicts")
+            continue
         shutil.copyfile(path, FOLDER / f"{args.name}-seed{seed}.pt")
     default = min(seeds, key=lambda k: seeds[k]["validation_summed_loss"])
     claims = collect_claims(args.results)
@@ -79,6 +99,7 @@ def main() -> None:
         "default_seed_rule": "the seed with the lowest validation summed loss (selection never sees the test tasks)",
         "code": {"commit": commit, "l2l_core": __version__},
         "seeds": {str(k): v for k, v in sorted(seeds.items())},
+        "not_shipped": not_shipped,
         "held_out_baselines_summed_loss_100_steps": baselines,
         "held_out": f"{settings['n_tasks']} MNIST-test tasks per evaluation seed {settings['seeds']}, batch 128",
         "book_claims": claims.to_dict("records"),
