@@ -532,9 +532,11 @@ def quadratic_experiment(s: Settings) -> Experiment:
     return Experiment(s, [family], claims)
 
 
-# The PyTorch-init arm of experiment 2 is a contrast, not a thesis experiment: its LSTMs come from the first three
-# meta-training seeds (the book's minimum for a stated verdict) to keep the full book within its time.
-CONTRAST_META_SEEDS = 3
+# The PyTorch-init arm of experiment 2 is a contrast, not a thesis experiment, but the book states verdicts for it, so
+# it gets as many meta-training seeds as the main arm (the fidelity issue: at least five for a stated verdict). With
+# three, its "wide margin" verdict flipped between two runs differing only in float rounding: Satterthwaite's df
+# from three seeds is about two, whose t tails are too heavy for a p-value to clear Holm's threshold reliably.
+CONTRAST_META_SEEDS = 5
 MNIST_THESIS = SELECTION + ("LSTM 50.9, Adam 86.2 (lr 0.03), RMSprop 101.4 (0.01), NAG 115.9 (1.0), SGD 195.1 (1.0) "
                             "(notebook cells 24, 25)")
 
@@ -562,7 +564,7 @@ def run_mnist(s: Settings, progress: bool = True) -> ExperimentResult:
 
 def mnist_experiment(s: Settings, hidden=(20,), activation: str = "sigmoid") -> Experiment:
     """Experiment 2, ready to run step by step: its two task families (the thesis' initialisation, PyTorch's beside
-    it with the first three meta-training seeds) and the thesis' claims about them. ``hidden``/``activation``
+    it with the first ``CONTRAST_META_SEEDS`` meta-training seeds) and the thesis' claims about them. ``hidden``/``activation``
     change the MLP (chapters 03-06 then refuse to read these LSTMs: they were trained on another network)."""
     families, claims = mnist_setup(s, tuple(hidden), activation)
     contrast = {families[1]: s.meta_seeds[:CONTRAST_META_SEEDS]}
