@@ -17,16 +17,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from l2l_core import experiments as ex
 from l2l_core import jobs, scaling
 from l2l_core.baselines import Baseline
 from l2l_core.evaluate import evaluate, evaluate_together
+from l2l_core.io import atomic_path
 from l2l_core.lstm_optimizer import LSTMOptimizer
 from l2l_core.meta_train import train_trajectory
 from l2l_core.report import _cpu_model, _vector_isa
 from l2l_core.tasks import MLPFamily, QuadraticFamily
+
+from run_bench import timed
+
+
+FULL = ex.settings("02_mnist", "mlp", "full")  # the default profile's MNIST settings
 
 
 def cluster_run(workers: int, threads: int, epochs: int, seeds=(0, 1)) -> float:
@@ -35,9 +42,8 @@ def cluster_run(workers: int, threads: int, epochs: int, seeds=(0, 1)) -> float:
     jobs.start_local_cluster(workers)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            full = ex.settings("02_mnist", "mlp", "full")
             s = ex.settings("02_mnist", "mlp", "full", meta_seeds=seeds, meta_epochs=epochs, restarts=0,
-                            errata_trajectories=epochs * full.trajectories_per_epoch, results_dir=folder)
+                            errata_trajectories=epochs * FULL.trajectories_per_epoch, results_dir=folder)
             start = time.perf_counter()
             ex.train_seeds(ex.mlp_family(s), s, folder, progress=False)
             return time.perf_counter() - start
@@ -52,13 +58,7 @@ def unit_costs(threads: int, repeats: int) -> dict:
     torch.set_num_threads(threads)
     try:
         def median(fn):
-            fn()
-            out = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                out.append(time.perf_counter() - start)
-            return statistics.median(out)
+            return statistics.median(timed(fn, repeats))  # run_bench's: one warm-up, then repeats
 
         mnist, quad = MLPFamily(), QuadraticFamily()
         lstm = LSTMOptimizer(mnist.default_lstm)
@@ -89,10 +89,9 @@ def main() -> None:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
     machine = {"cpu": _cpu_model(), "instruction_sets": _vector_isa(), "cores": os.cpu_count()}
-    s = ex.settings("02_mnist", "mlp", "full")
     one_by_two = cluster_run(1, 2, args.epochs)
     two_by_one = cluster_run(2, 1, args.epochs)
-    trajectories = args.epochs * s.trajectories_per_epoch
+    trajectories = args.epochs * FULL.trajectories_per_epoch
     print(f"meta-training, 2 seeds x {trajectories} trajectories: 1 worker x 2 threads {one_by_two:.1f} s, "
           f"2 workers x 1 thread {two_by_one:.1f} s (ratio {one_by_two / two_by_one:.2f})", flush=True)
     rates = {t: unit_costs(t, args.repeats) for t in (1, 2)}
@@ -100,8 +99,6 @@ def main() -> None:
         print(f"unit costs at {t} thread(s): " + ", ".join(f"{k} {v:.3g} s" for k, v in r.items()), flush=True)
     tables = [scaling.scaling_table(profile, rates[t], args.cores, t) for profile in ("thesis", "full") for t in (1, 2)
               if all(c >= t for c in args.cores)]
-    import pandas as pd
-
     table = pd.concat(tables, ignore_index=True)
     print(table.round(1).to_string(index=False), flush=True)
     results["jobs"] = {"machine": machine, "workload": f"full profile, MNIST seeds 0 and 1, {trajectories} "
@@ -109,9 +106,8 @@ def main() -> None:
                        "1x2_s": one_by_two, "2x1_s": two_by_one, "ratio_1x2_over_2x1": one_by_two / two_by_one}
     results["scaling"] = {"machine": machine, "unit_costs_s": {str(t): r for t, r in rates.items()},
                           "table": table.to_dict(orient="records")}
-    tmp = out.with_name("." + out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
 

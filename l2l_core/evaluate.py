@@ -164,11 +164,14 @@ def compare(optimizers: dict, family, seeds=(0,), progress: bool = False, **kwar
     for label, optimizer in optimizers.items():  # refuse bad input here, not on a worker
         if not isinstance(optimizer, dict):
             optimizer_label(optimizer)
+    def meta_seeds(o):  # a single LSTM runs as meta_seed 0
+        return list(o) if isinstance(o, dict) else [0]
+
     items = []
     for seed in seeds:
         check_seed("seed (in seeds)", seed)
         items += [(seed, label, m) for label, o in optimizers.items() if not isinstance(o, Baseline)
-                  for m in (o if isinstance(o, dict) else (0,))]
+                  for m in meta_seeds(o)]
         if any(isinstance(o, Baseline) for o in optimizers.values()):
             items.append((seed, BASELINES_JOB, -1))
     job = EvaluationJob(optimizers, family, {**kwargs, "progress": progress and jobs.scheduler() == "serial"})
@@ -180,7 +183,7 @@ def compare(optimizers: dict, family, seeds=(0,), progress: bool = False, **kwar
                 part = frames[(seed, BASELINES_JOB, -1)]
                 ordered.append(part[part["optimizer"] == label])
             else:
-                ordered += [frames[(seed, label, m)] for m in (o if isinstance(o, dict) else (0,))]
+                ordered += [frames[(seed, label, m)] for m in meta_seeds(o)]
     return pd.concat(ordered, ignore_index=True)
 
 

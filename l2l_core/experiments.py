@@ -579,10 +579,9 @@ def mnist_lstms(s: Settings, progress: bool = True) -> "TrainedLSTMs":
     """Experiment 2's LSTMs (all meta-training seeds) from the same results tree, read-only: an error naming
     chapter 02 if they are missing or were trained with other settings."""
     folder = Path(s.results_dir).parent / "02_mnist"
-    if Path(s.results_dir).resolve() == folder.resolve():  # chapter 02 itself trains them
-        return train_seeds(mlp_family(s), s, folder, "lstm", progress=progress, snapshot_budgets=mnist_snapshots(s))
+    owner = None if Path(s.results_dir).resolve() == folder.resolve() else "02_mnist"  # 02 itself trains them
     return train_seeds(mlp_family(s), s, folder, "lstm", progress=progress, snapshot_budgets=mnist_snapshots(s),
-                       owner="02_mnist")
+                       owner=owner)
 
 
 def transfer(s: Settings, families: list, claims: list, progress: bool) -> ExperimentResult:

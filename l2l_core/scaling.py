@@ -15,10 +15,11 @@ import pandas as pd
 
 from .baselines import LR_GRID
 from .data import dataset_shape
+from .tasks import MLPFamily, MLPShape, QuadraticFamily
 from .experiments import (CONTRAST_META_SEEDS, architectures_setup, cifar_svhn_setup, mnist_like_setup, mlp_family,
                           relu_setup, settings)
 
-MNIST_DIM = 784 * 20 + 20 + 20 * 10 + 10  # the unit of an MLP job's size
+MNIST_DIM = MLPShape((784, 20, 10)).dim  # the unit of an MLP job's size
 # per-unit costs in seconds, as make bench measures them (keys of ``rates``):
 RATE_KEYS = ("mlp_trajectory",       # one MNIST 784-20-10 trajectory of 100 steps, unroll 20 (one task)
              "mlp_lstm_step",        # one task-step of LSTM evaluation on MNIST 784-20-10
@@ -27,10 +28,12 @@ RATE_KEYS = ("mlp_trajectory",       # one MNIST 784-20-10 trajectory of 100 ste
              "quadratic_lstm_step")   # one task-step of LSTM evaluation on a quadratic
 
 
-def _mlp_dim(family) -> int:
+def _size(family) -> float:
+    """A job's size relative to MNIST 784-20-10 (its number of coordinates); a quadratic's is 1."""
+    if not isinstance(family, MLPFamily):
+        return 1.0
     inputs, classes = dataset_shape(family.dataset)
-    sizes = (inputs, *family.hidden, classes)
-    return sum(i * o + o for i, o in zip(sizes, sizes[1:]))
+    return MLPShape((inputs, *family.hidden, classes)).dim / MNIST_DIM
 
 
 def _meta_job(t, trajectories: int, size: float, kind: str, rates: dict) -> float:
@@ -40,17 +43,17 @@ def _meta_job(t, trajectories: int, size: float, kind: str, rates: dict) -> floa
     return traj + rates[f"{kind}_lstm_step"] * size * (epochs + 1) * t.n_val_tasks * t.train_steps
 
 
-def _evaluations(families, n_lstms: int, e, kind: str, rates: dict, tune: bool = True) -> tuple[list, float]:
-    """Evaluation jobs of ``families`` (each: ``n_lstms`` LSTMs, one baseline set) and the serial tuning time."""
+def _evaluations(families, n_lstms: int, e, lstm_step: float, baselines_step: float,
+                 tune: bool = True) -> tuple[list, float]:
+    """Evaluation jobs of ``families`` (each: ``n_lstms`` LSTMs, one baseline set) and the serial tuning time,
+    from the seconds per task-step of an LSTM and of the four baselines together (for MNIST 784-20-10)."""
     jobs, tuning = [], 0.0
     for family in families:
-        size = 1.0 if kind == "quadratic" else _mlp_dim(family) / MNIST_DIM
-        steps = e.n_tasks * e.steps * len(e.seeds)
-        jobs += [rates[f"{kind}_lstm_step"] * size * steps] * n_lstms
-        baselines = rates.get(f"{kind}_baselines_step", rates["mlp_baselines_step"]) * size
-        jobs.append(baselines * steps)
+        size, steps = _size(family), e.n_tasks * e.steps * len(e.seeds)
+        jobs += [lstm_step * size * steps] * n_lstms
+        jobs.append(baselines_step * size * steps)
         if tune:  # every baseline's whole grid: as costly as the baseline set once per grid rate
-            tuning += baselines * len(LR_GRID) * e.tune_tasks * e.tune_steps
+            tuning += baselines_step * size * len(LR_GRID) * e.tune_tasks * e.tune_steps
     return jobs, tuning
 
 
@@ -69,8 +72,9 @@ def job_inventory(profile: str, rates: dict) -> pd.DataFrame:
     q = settings("01_quadratic", "quadratic", profile)
     trajectories = q.meta_epochs * q.trajectories_per_epoch
     add("01_quadratic", "meta-train", [_meta_job(q, trajectories, 1.0, "quadratic", rates)] * len(q.meta_seeds))
-    jobs, tuning = _evaluations([None], len(q.meta_seeds), q, "quadratic", {**rates, "quadratic_baselines_step":
-                                                                            rates["quadratic_lstm_step"] / 4})
+    # no separate bench number for quadratic baselines: a quarter of the LSTM's step (four cheap optimizers)
+    jobs, tuning = _evaluations([QuadraticFamily()], len(q.meta_seeds), q, rates["quadratic_lstm_step"],
+                                rates["quadratic_lstm_step"] / 4)
     add("01_quadratic", "evaluate", jobs)
     add("01_quadratic", "tuning", [tuning])
 
@@ -83,21 +87,21 @@ def job_inventory(profile: str, rates: dict) -> pd.DataFrame:
                                       ("04_relu", relu_setup(m)[0], n),
                                       ("05_mnist_like", mnist_like_setup(m)[0], n),
                                       ("06_cifar_svhn", cifar_svhn_setup(m)[0], n)):
-        jobs, tuning = _evaluations(families, lstms, m, "mlp", rates)
+        jobs, tuning = _evaluations(families, lstms, m, rates["mlp_lstm_step"], rates["mlp_baselines_step"])
         add(notebook, "evaluate", jobs)
         add(notebook, "tuning", [tuning])
 
     seeds = min(n, N_ERRATA_SEEDS)  # defects b (EMNIST, with and without), c and d (MNIST): one LSTM per seed each
     letters = mlp_family(m, dataset="emnist_letters")
-    add("08_errata", "meta-train", [_meta_job(m, m.errata_trajectories, _mlp_dim(f) / MNIST_DIM, "mlp", rates)
+    add("08_errata", "meta-train", [_meta_job(m, m.errata_trajectories, _size(f), "mlp", rates)
                                     for f in [letters] * 2 * seeds + [mnist] * 2 * seeds])
-    jobs, _ = _evaluations([letters] * 2 + [mnist] * 3, seeds, m, "mlp", rates, tune=False)
+    jobs, _ = _evaluations([letters] * 2 + [mnist] * 3, seeds, m, rates["mlp_lstm_step"], rates["mlp_baselines_step"], tune=False)
     add("08_errata", "evaluate", jobs)
-    _, tuning = _evaluations([mnist], 0, m, "mlp", rates)  # defect (a): the baselines tuned as SGD
+    _, tuning = _evaluations([mnist], 0, m, rates["mlp_lstm_step"], rates["mlp_baselines_step"])  # defect (a): the baselines tuned as SGD
     add("08_errata", "tuning", [tuning])
 
     long = settings("09_long_horizons", "mlp_long", profile)
-    jobs, tuning = _evaluations([mlp_family(long)], len(long.meta_seeds), long, "mlp", rates)
+    jobs, tuning = _evaluations([mlp_family(long)], len(long.meta_seeds), long, rates["mlp_lstm_step"], rates["mlp_baselines_step"])
     add("09_long_horizons", "evaluate", jobs)
     add("09_long_horizons", "tuning", [tuning])
     return pd.DataFrame(rows)
