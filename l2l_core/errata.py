@@ -13,7 +13,7 @@ The defects are explicit options of the library, all off by default:
 
 ``run_errata`` re-checks the thesis' claims with each defect on and off, reusing the experiment
 chapters' results (same tasks, same fixed optimizers) where they exist. Every LSTM of this chapter is
-meta-trained from ``N_ERRATA_SEEDS`` seeds with the profile's ``errata_trajectories`` budget; the fixed arm
+meta-trained from every one of the profile's meta-training seeds, with the profile's ``errata_trajectories`` budget; the fixed arm
 of (c) and (d) is experiment 2's LSTMs of the same seeds as selected at that budget.
 """
 from __future__ import annotations
@@ -44,12 +44,11 @@ DEFECTS = {
 EMNIST_BUG_CONFIG = LSTMConfig(preprocess=False, output_scale=1.0)  # defect (b)
 MNIST_LSTM_LABEL = "LSTM (MNIST-trained)"
 CHANCE_26 = 100 * math.log(26)  # summed loss over 100 steps of a 26-class classifier at chance
-N_ERRATA_SEEDS = 3  # meta-training seeds per arm (the first of the experiments' meta_seeds)
 
 
 def errata_budget(s: Settings) -> dict:
     """The seeds and trajectories every LSTM of this chapter is meta-trained with (both arms alike)."""
-    return dict(seeds=s.meta_seeds[:N_ERRATA_SEEDS], trajectories=s.errata_trajectories)
+    return dict(seeds=s.meta_seeds, trajectories=s.errata_trajectories)
 
 @dataclass
 class ErrataResult:

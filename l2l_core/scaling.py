@@ -62,8 +62,6 @@ def job_inventory(profile: str, rates: dict) -> pd.DataFrame:
     missing = set(RATE_KEYS) - set(rates)
     if missing:
         raise ValueError(f"rates lacks {sorted(missing)}; give every one of {RATE_KEYS} (seconds, from make bench)")
-    from .errata import N_ERRATA_SEEDS
-
     rows = []
 
     def add(notebook, what, seconds):
@@ -91,7 +89,7 @@ def job_inventory(profile: str, rates: dict) -> pd.DataFrame:
         add(notebook, "evaluate", jobs)
         add(notebook, "tuning", [tuning])
 
-    seeds = min(n, N_ERRATA_SEEDS)  # defects b (EMNIST, with and without), c and d (MNIST): one LSTM per seed each
+    seeds = n  # defects b (EMNIST, with and without), c and d (MNIST): one LSTM per seed each
     letters = mlp_family(m, dataset="emnist_letters")
     add("08_errata", "meta-train", [_meta_job(m, m.errata_trajectories, _size(f), "mlp", rates)
                                     for f in [letters] * 2 * seeds + [mnist] * 2 * seeds])
