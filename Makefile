@@ -30,17 +30,17 @@ $(STAMP): requirements.txt pyproject.toml
 # parameterised copies into build/nbval (parameters cell injected), nbval executes them.
 test: $(STAMP)
 	rm -rf build/nbval
-	$(PY) -m l2l_core.reproduce --profile smoke --prepare build/nbval
+	$(PY) -m l2l_core.book.reproduce --profile smoke --prepare build/nbval
 	$(PY) -m pytest tests build/nbval --nbval-lax
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
 reproduce: $(STAMP)
-	L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.reproduce --profile $(PROFILE)
+	L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.book.reproduce --profile $(PROFILE)
 
 book: $(STAMP)
-	$(PY) -m l2l_core.reproduce --book-only
+	$(PY) -m l2l_core.book.reproduce --book-only
 
 bench: $(STAMP)
 	$(PY) bench/run_bench.py

@@ -4,7 +4,7 @@
    2 workers x 1 thread, in one run: the full profile's MNIST seeds 0 and 1, cut to ``--epochs`` epochs each
    (a whole seed takes half an hour on a slow 2-core machine; the ratio is what matters).
 2. Per-unit costs at 1 and 2 torch threads (one MNIST trajectory, one LSTM / baselines evaluation task-step,
-   one quadratic trajectory and task-step) and, from them, ``l2l_core.scaling``'s expected wall time of the
+   one quadratic trajectory and task-step) and, from them, ``l2l_core.book.scaling``'s expected wall time of the
    thesis and full profiles on 2, 16 and 64 cores (``--cores``), recorded beside this machine's CPU.
 """
 from __future__ import annotations
@@ -20,20 +20,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from l2l_core import experiments as ex
-from l2l_core import jobs, scaling
-from l2l_core.baselines import Baseline
-from l2l_core.evaluate import evaluate, evaluate_together
+from l2l_core.book import lstms, settings
+from l2l_core import jobs
+from l2l_core.book import scaling
+from l2l_core.optimizers.baselines import Baseline
+from l2l_core.evaluation.evaluate import evaluate, evaluate_together
 from l2l_core.io import atomic_path
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.meta_train import train_trajectory
-from l2l_core.report import _cpu_model, _vector_isa
-from l2l_core.tasks import MLPFamily, QuadraticFamily
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.training.meta_train import train_trajectory
+from l2l_core.book.report import _cpu_model, _vector_isa
+from l2l_core.tasks.families import MLPFamily, QuadraticFamily
 
 from run_bench import timed
 
 
-FULL = ex.settings("02_mnist", "mlp", "full")  # the default profile's MNIST settings
+FULL = settings.settings("02_mnist", "mlp", "full")  # the default profile's MNIST settings
 
 
 def cluster_run(workers: int, threads: int, epochs: int, seeds=(0, 1)) -> float:
@@ -42,10 +43,10 @@ def cluster_run(workers: int, threads: int, epochs: int, seeds=(0, 1)) -> float:
     jobs.start_local_cluster(workers)
     try:
         with tempfile.TemporaryDirectory() as folder:
-            s = ex.settings("02_mnist", "mlp", "full", meta_seeds=seeds, meta_epochs=epochs, restarts=0,
+            s = settings.settings("02_mnist", "mlp", "full", meta_seeds=seeds, meta_epochs=epochs, restarts=0,
                             errata_trajectories=epochs * FULL.trajectories_per_epoch, results_dir=folder)
             start = time.perf_counter()
-            ex.train_seeds(ex.mlp_family(s), s, folder, progress=False)
+            lstms.train_seeds(settings.mlp_family(s), s, folder, progress=False)
             return time.perf_counter() - start
     finally:
         jobs.close_clients()

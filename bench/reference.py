@@ -38,7 +38,7 @@ class PlainLSTMOptimizer(nn.Module):
 
 
 def plain_trajectory(lstm: PlainLSTMOptimizer, meta_opt, tasks, steps: int = 100, unroll: int = 20) -> list[float]:
-    """The same mathematics as l2l_core.meta_train.train_trajectory, written the plain way."""
+    """The same mathematics as l2l_core.training.meta_train.train_trajectory, written the plain way."""
     theta = tasks.initial_params().requires_grad_(True)
     n = theta.numel()
     state = [(torch.zeros(n, 20), torch.zeros(n, 20)) for _ in lstm.cells]

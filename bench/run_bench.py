@@ -25,14 +25,14 @@ import torch
 from torch import nn
 
 import l2l_core
-from l2l_core import fused
-from l2l_core.baselines import Baseline
-from l2l_core.evaluate import evaluate, evaluate_together
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.meta_train import train_trajectory
-from l2l_core.report import _cpu_model, _kernel_status, _vector_isa
-from l2l_core.tasks import MLPFamily
-from l2l_core.torch_optimizer import LearnedOptimizer
+from l2l_core.optimizers import fused
+from l2l_core.optimizers.baselines import Baseline
+from l2l_core.evaluation.evaluate import evaluate, evaluate_together
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.training.meta_train import train_trajectory
+from l2l_core.book.report import _cpu_model, _kernel_status, _vector_isa
+from l2l_core.tasks.families import MLPFamily
+from l2l_core.optimizers.drop_in import LearnedOptimizer
 
 from reference import PlainLSTMOptimizer, plain_trajectory
 

@@ -1,10 +1,10 @@
 """Where the PyTorch (unfused) LSTM path spends its time on this CPU: sgemm at the LSTM's shapes, sigmoid and tanh,
 denormals, and evaluation with the kernels off and on. `python bench/unfused_parts.py [ftz]`; output: bench/unfused_parts.txt."""
 import sys, time, torch
-from l2l_core import fused
-from l2l_core.evaluate import evaluate
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.tasks import MLPFamily
+from l2l_core.optimizers import fused
+from l2l_core.evaluation.evaluate import evaluate
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.tasks.families import MLPFamily
 
 torch.set_flush_denormal(len(sys.argv) > 1 and sys.argv[1] == "ftz")
 print("threads", torch.get_num_threads(), "flush_denormal", len(sys.argv) > 1 and sys.argv[1] == "ftz")

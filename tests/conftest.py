@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from l2l_core.data import write_idx_images, write_idx_labels
+from l2l_core.tasks.data import write_idx_images, write_idx_labels
 
 
 @pytest.fixture

@@ -2,11 +2,12 @@ import dataclasses
 import pytest
 import torch
 
-import l2l_core.baselines as baselines
-from l2l_core.baselines import BASELINES, LR_GRID, Baseline, build_baseline, tune_learning_rate
-from l2l_core.evaluate import evaluate
-from l2l_core.runners import run_baseline, run_baseline_set, run_baselines
-from l2l_core.tasks import MLPFamily, QuadraticFamily
+import l2l_core.optimizers.baselines as baselines
+from l2l_core.evaluation.tuning import tune_learning_rate
+from l2l_core.optimizers.baselines import BASELINES, LR_GRID, Baseline, build_baseline
+from l2l_core.evaluation.evaluate import evaluate
+from l2l_core.evaluation.runners import run_baseline, run_baseline_set, run_baselines
+from l2l_core.tasks.families import MLPFamily, QuadraticFamily
 
 from error_bounds import assert_close64
 
@@ -42,7 +43,7 @@ def test_tuning_builds_only_the_optimizer_being_tuned(name, monkeypatch):
         built.append(type(opt).__name__ + ("+nesterov" if opt.defaults.get("nesterov") else ""))
         return opt
 
-    monkeypatch.setattr("l2l_core.runners.build_baseline", spy)
+    monkeypatch.setattr("l2l_core.evaluation.runners.build_baseline", spy)
     tune_learning_rate(name, QuadraticFamily(), n_tasks=3, steps=10)
     expected = EXPECTED[name][0].__name__ + ("+nesterov" if name == "nag" else "")
     assert built and set(built) == {expected}

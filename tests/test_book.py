@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from l2l_core import reproduce
+from l2l_core.book import reproduce
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smoke_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
-    done = subprocess.run([sys.executable, "-m", "l2l_core.reproduce", "--profile", "smoke", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "l2l_core.book.reproduce", "--profile", "smoke", "--out", str(out)],
                           capture_output=True, text=True)
     (out / "terminal.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -120,7 +120,7 @@ def test_rerun_skips_notebooks_whose_inputs_did_not_change(smoke_build):
 
 
 def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_path):
-    from l2l_core import report
+    from l2l_core.book import report
 
     table = report.verdict_table(smoke_build / "results")
     claims = report.collect_claims(smoke_build / "results")

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from l2l_core.checkpoint import load_optimizer, save_optimizer
-from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer
+from l2l_core.optimizers.checkpoint import load_optimizer, save_optimizer
+from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer
 
 
 def test_round_trip_keeps_weights_config_seed_and_version(tmp_path):

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from l2l_core.claims import (COLUMNS, MARGINS, Claim, Part, check_claim, check_claims, holm_verdicts, not_run,
+from l2l_core.evaluation.claims import (COLUMNS, MARGINS, Claim, Part, check_claim, check_claims, holm_verdicts, not_run,
                              per_task_metric)
-from l2l_core.evaluate import mean_ci
-from l2l_core.stats import crossed_mean_ci
+from l2l_core.evaluation.evaluate import mean_ci
+from l2l_core.evaluation.stats import crossed_mean_ci
 
 REL = 1e-12  # float64 arithmetic
 

@@ -1,4 +1,4 @@
-"""Tests for l2l_core.data: every loader on tiny files in torchvision's layout, root resolution, errors, meta splits."""
+"""Tests for l2l_core.tasks.data: every loader on tiny files in torchvision's layout, root resolution, errors, meta splits."""
 from __future__ import annotations
 
 import pickle
@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 import torch
 
-from l2l_core import data as D
+from l2l_core.tasks import data as D
 
 SHARED = Path("/work/shared/data")
 
@@ -333,7 +333,7 @@ def test_meta_split_indices_match_meta_splits():
 def test_decoded_images_are_shared_through_a_memory_mapped_file_with_the_same_values(tmp_path, monkeypatch):
     import torch
 
-    from l2l_core import data as d
+    from l2l_core.tasks import data as d
 
     x = torch.rand(50, 7)
     y = torch.rand(3, 7)

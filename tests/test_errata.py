@@ -1,4 +1,4 @@
-"""The thesis code's defects, reproduced as explicit options: each does exactly what the errata chapter says."""
+"""The thesis code's defects, reproduced through the library's hooks: each does exactly what the errata chapter says."""
 import dataclasses
 
 import numpy as np
@@ -6,15 +6,19 @@ import pandas as pd
 import pytest
 import torch
 
-from l2l_core import baselines, fused
-from l2l_core.baselines import tune_all, tune_learning_rate
-from l2l_core.claims import Claim
-from l2l_core.errata import _on_off_rows
-from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer, SharedStateRunner, _ColumnRuns, _shared_state_runs
-from l2l_core.meta_train import train_trajectory, unroll_segments
-from l2l_core.runners import run_learned
-from l2l_core.tasks import MLPFamily, QuadraticFamily
-from l2l_core.torch_optimizer import LearnedOptimizer
+from l2l_core.errata.defects import (SHARED_STATE, SharedStateRunner, as_tuned_by_sgd, shared_state_runs,
+                                     thesis_loop_segments)
+from l2l_core.optimizers import baselines
+from l2l_core.optimizers import fused
+from l2l_core.evaluation.tuning import tune_all, tune_learning_rate
+from l2l_core.evaluation.claims import Claim
+from l2l_core.errata.chapter import _on_off_rows
+from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer
+from l2l_core.optimizers.state_layouts import PER_COORDINATE, ColumnRuns
+from l2l_core.training.meta_train import train_trajectory, unroll_segments
+from l2l_core.evaluation.runners import run_learned
+from l2l_core.tasks.families import MLPFamily, QuadraticFamily
+from l2l_core.optimizers.drop_in import LearnedOptimizer
 
 from error_bounds import Bounded, LSTMBound, assert_close64
 from test_meta_train import RecordingLSTM
@@ -25,7 +29,7 @@ THESIS_TRAINED = set(range(1, 20)) | set(range(21, 40)) | set(range(41, 60)) | s
 
 
 def test_schedule_bug_trains_the_updates_the_thesis_loop_trained():
-    segments = unroll_segments(100, 20, meta_update_schedule_bug=True)
+    segments = thesis_loop_segments(100, 20)
     assert {t for seg, k in segments for t in seg[:k]} == THESIS_TRAINED
     assert [t for seg, _ in segments for t in seg] == list(range(100))
     assert unroll_segments(100, 20) == [(range(s, s + 20), 20) for s in range(0, 100, 20)]
@@ -35,7 +39,7 @@ def test_schedule_bug_leaves_boundary_and_final_updates_untrained():
     fam = QuadraticFamily()
     lstm = RecordingLSTM(fam.default_lstm, seed=0)
     opt = torch.optim.Adam(lstm.parameters(), lr=1e-3)
-    train_trajectory(lstm, opt, fam.sample(2, 0, "meta_train"), steps=100, unroll=20, meta_update_schedule_bug=True)
+    train_trajectory(lstm, opt, fam.sample(2, 0, "meta_train"), steps=100, unroll=20, schedule=thesis_loop_segments)
     assert lstm.calls == 100
     assert lstm.meta_grad_steps == THESIS_TRAINED
 
@@ -79,7 +83,7 @@ def test_schedule_bug_meta_gradients_equal_the_literal_thesis_loop():
         if name == "thesis":
             _thesis_loop(lstm, opt, tasks, 60, 20)
         elif name == "ours":
-            train_trajectory(lstm, opt, tasks, steps=60, unroll=20, meta_update_schedule_bug=True)
+            train_trajectory(lstm, opt, tasks, steps=60, unroll=20, schedule=thesis_loop_segments)
         else:
             train_trajectory(lstm, opt, tasks, steps=60, unroll=20)
         weights[name] = torch.cat([p.detach().flatten() for p in lstm.parameters()])
@@ -114,7 +118,7 @@ def _reference_shared_offset(lstm, grad, state, sizes):
 @torch.no_grad()
 def test_shared_state_offset_bug_matches_the_thesis_loop():
     torch.manual_seed(0)
-    lstm = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True), seed=3).double()
+    lstm = LSTMOptimizer(LSTMConfig(state_layout=SHARED_STATE), seed=3).double()
     sizes, n = (5, 2, 3, 1), 2
     dim = sum(sizes)
     state = tuple(torch.randn(20, n * dim, dtype=torch.float64) for _ in range(4))
@@ -135,7 +139,7 @@ def test_shared_state_offset_bug_meta_gradients_match_the_thesis_loop():
     """Meta-training differentiates through the defect: the gradients wrt the LSTM's weights, the gradient
     input and the old state equal those of the thesis loop (a wrong column map changes them)."""
     torch.manual_seed(2)
-    lstm = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True), seed=4).double()
+    lstm = LSTMOptimizer(LSTMConfig(state_layout=SHARED_STATE), seed=4).double()
     sizes, n = (6, 3, 4, 2), 3
     dim = sum(sizes)
     f64 = dict(dtype=torch.float64)
@@ -159,9 +163,9 @@ def test_shared_state_offset_bug_meta_gradients_match_the_thesis_loop():
 @torch.no_grad()
 def test_shared_state_offset_bug_is_harmless_with_one_tensor_and_off_by_default():
     torch.manual_seed(1)
-    buggy = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True), seed=0)
+    buggy = LSTMOptimizer(LSTMConfig(state_layout=SHARED_STATE), seed=0)
     clean = LSTMOptimizer(LSTMConfig(), seed=0)
-    assert LSTMConfig().shared_state_offset_bug is False
+    assert LSTMConfig().state_layout == PER_COORDINATE
     grad = torch.randn(3, 7)
     state = tuple(torch.randn(20, 21) for _ in range(4))
     a, sa = buggy.step_tasks(grad, state, (7,))
@@ -178,7 +182,7 @@ def test_run_learned_applies_the_shared_state_bug_on_mlps(tiny_mnist_root):
     tasks = fam.sample(2, 0)
     tasks = dataclasses.replace(tasks, x=tasks.x.double())
     clean = LSTMOptimizer(fam.default_lstm, seed=0).double()
-    buggy = LSTMOptimizer(dataclasses.replace(fam.default_lstm, shared_state_offset_bug=True), seed=0).double()
+    buggy = LSTMOptimizer(dataclasses.replace(fam.default_lstm, state_layout=SHARED_STATE), seed=0).double()
     buggy.load_state_dict(clean.state_dict())
     a, theta_a = run_learned(clean, tasks, 5)
     b, theta_b = run_learned(buggy, tasks, 5)
@@ -193,8 +197,8 @@ def test_run_learned_applies_the_shared_state_bug_on_mlps(tiny_mnist_root):
 
 
 def test_drop_in_optimizer_refuses_a_shared_state_lstm():
-    lstm = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True))
-    with pytest.raises(ValueError, match="shared_state_offset_bug"):
+    lstm = LSTMOptimizer(LSTMConfig(state_layout=SHARED_STATE))
+    with pytest.raises(ValueError, match="state_layout"):
         LearnedOptimizer(torch.nn.Linear(2, 2).parameters(), lstm=lstm)
 
 
@@ -203,9 +207,9 @@ def test_tuned_as_sgd_bug_hands_sgd_rates_to_adam_and_rmsprop(monkeypatch):
     fam = QuadraticFamily()
     built = []
     real = baselines.build_baseline
-    monkeypatch.setattr("l2l_core.runners.build_baseline",
+    monkeypatch.setattr("l2l_core.evaluation.runners.build_baseline",
                         lambda name, *a, **k: built.append(name) or real(name, *a, **k))
-    buggy = tune_all(fam, n_tasks=4, steps=20, tuned_as_sgd_bug=True)
+    buggy = as_tuned_by_sgd(tune_all(fam, names=("sgd", "nag"), n_tasks=4, steps=20))
     assert sorted(set(built)) == ["nag", "sgd"]  # Adam and RMSprop are never run while tuning
     sgd_rate = tune_learning_rate("sgd", fam, n_tasks=4, steps=20).lr
     assert buggy["adam"].lr == buggy["rmsprop"].lr == buggy["sgd"].lr == sgd_rate
@@ -249,13 +253,13 @@ def test_shared_state_runner_matches_step_tasks():
     the exact mathematics within the derived float32 bound (tests/error_bounds.py), following step_tasks' column
     map; four steps keep the bound's worst-case growth small."""
     torch.manual_seed(5)
-    lstm = LSTMOptimizer(LSTMConfig(shared_state_offset_bug=True), seed=6)
+    lstm = LSTMOptimizer(LSTMConfig(state_layout=SHARED_STATE), seed=6)
     sizes, n = (70, 3, 12, 5), 3  # the first tensor is the largest, as a weight matrix before its bias
     dim = sum(sizes)
     runner = SharedStateRunner(lstm, n, sizes)
     state = lstm.initial_state(n * dim)
-    bound, (read, write) = LSTMBound(lstm), _shared_state_runs(sizes)
-    columns = lambda runs: lambda s: _ColumnRuns.apply(s.view(20, n, dim), runs).view(20, n * dim)
+    bound, (read, write) = LSTMBound(lstm), shared_state_runs(sizes)
+    columns = lambda runs: lambda s: ColumnRuns.apply(s.view(20, n, dim), runs).view(20, n * dim)
     exact = [Bounded.exact(s) for s in state]
     for _ in range(4):
         grad = torch.randn(n, dim)

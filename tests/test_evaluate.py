@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from l2l_core.baselines import Baseline
-from l2l_core.evaluate import compare, evaluate, evaluate_together, mean_ci, summarize
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.tasks import QuadraticFamily
+from l2l_core.optimizers.baselines import Baseline
+from l2l_core.evaluation.evaluate import compare, evaluate, evaluate_together, mean_ci, summarize
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.tasks.families import QuadraticFamily
 
 from error_bounds import assert_close64
 
@@ -103,7 +103,7 @@ def test_summarize_reports_steps_sums_and_intervals():
 
 
 def test_blockwise_lstm_application_equals_one_block():
-    from l2l_core.runners import run_learned
+    from l2l_core.evaluation.runners import run_learned
 
     fam = QuadraticFamily()
     lstm = LSTMOptimizer(fam.default_lstm, seed=2).double()
@@ -116,7 +116,7 @@ def test_blockwise_lstm_application_equals_one_block():
 
 
 def test_evaluating_together_gives_each_optimizer_its_own_frame(tiny_mnist_root):
-    from l2l_core.tasks import MLPFamily
+    from l2l_core.tasks.families import MLPFamily
 
     fam = Float64(MLPFamily(dataset="mnist", hidden=(5,), data_root=tiny_mnist_root))
     optimizers = {"LSTM": LSTMOptimizer(fam.family.default_lstm, seed=1).double(), "SGD": Baseline("sgd", 0.3),

@@ -1,17 +1,17 @@
 import json
 
-import pandas as pd
 import pytest
 import torch
 
-from l2l_core import experiments as ex
-from l2l_core.tasks import QuadraticFamily
+from l2l_core.book import experiment, lstms, settings
+from l2l_core.evaluation.claims import Claim, Part
+from l2l_core.tasks.families import QuadraticFamily
 
 
 def test_settings_take_the_profile_and_overrides(tmp_path):
-    s = ex.settings("01_quadratic", "quadratic", "quick", n_tasks=7, results_dir=tmp_path)
-    assert s.n_tasks == 7 and s.seeds == ex.EVALUATION["quadratic"]["quick"]["seeds"]
-    assert s.meta_epochs == ex.TRAINING["quadratic"]["quick"]["meta_epochs"]
+    s = settings.settings("01_quadratic", "quadratic", "quick", n_tasks=7, results_dir=tmp_path)
+    assert s.n_tasks == 7 and s.seeds == settings.EVALUATION["quadratic"]["quick"]["seeds"]
+    assert s.meta_epochs == settings.TRAINING["quadratic"]["quick"]["meta_epochs"]
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -28,16 +28,16 @@ def test_settings_take_the_profile_and_overrides(tmp_path):
 def test_bad_settings_are_named(kwargs, match):
     args = {"profile": "smoke", **kwargs}
     with pytest.raises((ValueError, TypeError), match=match):
-        ex.settings("01_quadratic", "quadratic", **args)
+        settings.settings("01_quadratic", "quadratic", **args)
 
 
 def test_missing_data_set_is_reported_as_not_run(tiny_mnist_root, tmp_path):
     """SVHN absent: the experiment still runs, and its claim row says 'not run' with the reason."""
-    s = ex.settings("06_cifar_svhn", "mlp", "smoke", data_root=str(tiny_mnist_root), results_dir=tmp_path / "06")
-    svhn = ex.mlp_family(s, dataset="svhn")
-    claim = ex.Claim("06", "no advantage on SVHN", "thesis", "slides", (ex.Part("no_advantage"),), metric="sum@100",
-                     setting=ex.setting_label(svhn))
-    result = ex.run_experiment(s, [ex.mlp_family(s), svhn], [claim], progress=False)
+    s = settings.settings("06_cifar_svhn", "mlp", "smoke", data_root=str(tiny_mnist_root), results_dir=tmp_path / "06")
+    svhn = settings.mlp_family(s, dataset="svhn")
+    claim = Claim("06", "no advantage on SVHN", "thesis", "slides", (Part("no_advantage"),), metric="sum@100",
+                     setting=settings.setting_label(svhn))
+    result = experiment.run_experiment(s, [settings.mlp_family(s), svhn], [claim], progress=False)
     row = result.claims.iloc[0]
     assert row.verdict == "not run" and "SVHN" in row.ours
     assert set(result.frame.setting) == {"MNIST 784-20-10 sigmoid"}
@@ -47,33 +47,33 @@ def test_missing_data_set_is_reported_as_not_run(tiny_mnist_root, tmp_path):
 
 def test_seed_lstms_are_reused_only_for_the_same_training_settings(tmp_path):
     fam = QuadraticFamily()
-    s = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path)
-    first = ex.train_seeds(fam, s, tmp_path, progress=False)
+    s = settings.settings("q", "quadratic", "smoke", results_dir=tmp_path)
+    first = lstms.train_seeds(fam, s, tmp_path, progress=False)
     assert sorted(first.lstms) == list(s.meta_seeds) and sorted(first.history.meta_seed.unique()) == list(s.meta_seeds)
     assert (first.history.trajectories == first.history.epoch * s.trajectories_per_epoch).all()
-    again = ex.train_seeds(fam, s, tmp_path, progress=False)
+    again = lstms.train_seeds(fam, s, tmp_path, progress=False)
     for seed in s.meta_seeds:
         for a, b in zip(first.lstms[seed].parameters(), again.lstms[seed].parameters()):
             assert (a == b).all()
     # two seeds train two different LSTMs
     assert any((a != b).any() for a, b in zip(first.lstms[0].parameters(), first.lstms[1].parameters()))
-    other = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path, meta_lr=0.01)
-    retrained = ex.train_seeds(fam, other, tmp_path, progress=False)
+    other = settings.settings("q", "quadratic", "smoke", results_dir=tmp_path, meta_lr=0.01)
+    retrained = lstms.train_seeds(fam, other, tmp_path, progress=False)
     assert any((a != b).any() for a, b in zip(first.lstms[0].parameters(), retrained.lstms[0].parameters()))
 
 
 def test_a_smaller_budget_selects_what_a_shorter_run_selects(tmp_path):
     """The snapshot kept at B trajectories equals the best LSTM of a run given only B trajectories."""
     fam = QuadraticFamily()
-    s = ex.settings("q", "quadratic", "smoke", results_dir=tmp_path, meta_seeds=[3], meta_epochs=3)
-    long = ex.train_seeds(fam, s, tmp_path / "long", progress=False, snapshot_budgets=(4,))
-    short = ex.train_seeds(fam, s, tmp_path / "short", progress=False, trajectories=4)
+    s = settings.settings("q", "quadratic", "smoke", results_dir=tmp_path, meta_seeds=[3], meta_epochs=3)
+    long = lstms.train_seeds(fam, s, tmp_path / "long", progress=False, snapshot_budgets=(4,))
+    short = lstms.train_seeds(fam, s, tmp_path / "short", progress=False, trajectories=4)
     for a, b in zip(long.at_budget[4][3].parameters(), short.lstms[3].parameters()):
         assert torch.equal(a, b)
 
 
 def test_notebook_parameter_typos_are_refused_before_running():
-    from l2l_core.reproduce import check_parameters
+    from l2l_core.book.reproduce import check_parameters
 
     check_parameters("02_mnist", {"profile": "smoke", "n_tasks": 3})
     with pytest.raises(ValueError, match=r"\['n_task'\] are not parameters of notebook '02_mnist'.*n_tasks"):

@@ -6,10 +6,10 @@ import sys
 import pytest
 import torch
 
-from l2l_core import fused
-from l2l_core.lstm_optimizer import InferenceRunner, LSTMConfig, LSTMOptimizer
-from l2l_core.meta_train import train_trajectory
-from l2l_core.tasks import QuadraticFamily
+from l2l_core.optimizers import fused
+from l2l_core.optimizers.lstm import InferenceRunner, LSTMConfig, LSTMOptimizer
+from l2l_core.training.meta_train import train_trajectory
+from l2l_core.tasks.families import QuadraticFamily
 
 from error_bounds import (FN_ERR, U, Bounded, LSTMBound, add, layer_backward, layer_forward, matmul, neg,
                           packed, scale)
@@ -160,7 +160,7 @@ def test_activations_are_within_the_error_the_bounds_assume():
 
 
 def test_switched_off_kernels_say_why_and_the_pytorch_path_runs():
-    code = ("from l2l_core import fused; import torch; from l2l_core.lstm_optimizer import LSTMOptimizer; "
+    code = ("from l2l_core.optimizers import fused; import torch; from l2l_core.optimizers.lstm import LSTMOptimizer; "
             "m = LSTMOptimizer(); u, _ = m(torch.ones(5), m.initial_state(5)); "
             "print(fused.kernels() is None, fused.unavailable_reason())")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "L2L_FUSED": "0"}, capture_output=True,

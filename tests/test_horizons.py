@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from l2l_core.baselines import Baseline
-from l2l_core.horizons import advantage_table, breaking_points, seconds_per_step
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.tasks import QuadraticFamily
+from l2l_core.optimizers.baselines import Baseline
+from l2l_core.book.horizons import advantage_table, breaking_points, seconds_per_step
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.tasks.families import QuadraticFamily
 
 
 def _frame(steps=1000, tasks=8, cross=350):

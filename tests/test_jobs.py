@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from l2l_core import experiments as ex
+from l2l_core.book import lstms, settings
 from l2l_core import jobs
-from l2l_core.tasks import QuadraticFamily
+from l2l_core.tasks.families import QuadraticFamily
 
 
 def _settings(tmp_path, name, meta_epochs):
-    return ex.settings(name, "quadratic", "smoke", meta_seeds=(0, 1), meta_epochs=meta_epochs,
+    return settings.settings(name, "quadratic", "smoke", meta_seeds=(0, 1), meta_epochs=meta_epochs,
                        results_dir=tmp_path / name)
 
 
@@ -40,9 +40,9 @@ def _run(tmp_path, monkeypatch, name, setting, meta_epochs=2, during=None):
     s = _settings(tmp_path, name, meta_epochs)
     folder = tmp_path / name
     if during is None:
-        ex.train_seeds(QuadraticFamily(), s, folder, progress=False)
+        lstms.train_seeds(QuadraticFamily(), s, folder, progress=False)
     else:
-        worker = threading.Thread(target=ex.train_seeds, args=(QuadraticFamily(), s, folder), kwargs=dict(progress=False))
+        worker = threading.Thread(target=lstms.train_seeds, args=(QuadraticFamily(), s, folder), kwargs=dict(progress=False))
         worker.start()
         during(folder)
         worker.join(timeout=600)
@@ -92,9 +92,9 @@ def test_seed_jobs_on_two_workers_write_the_serial_runs_files_even_when_a_worker
 
 def _evaluation(folder):
     """compare() of the two trained LSTMs and a baseline, as jobs wherever L2L_SCHEDULER says (1 thread each)."""
-    from l2l_core.baselines import Baseline
-    from l2l_core.checkpoint import load_optimizer
-    from l2l_core.evaluate import compare
+    from l2l_core.optimizers.baselines import Baseline
+    from l2l_core.optimizers.checkpoint import load_optimizer
+    from l2l_core.evaluation.evaluate import compare
 
     lstms = {k: load_optimizer(folder / f"lstm-seed{k}.pt")[0] for k in (0, 1)}
     return compare({"LSTM": lstms, "Adam": Baseline("adam", 0.1)}, QuadraticFamily(), seeds=(0, 1), n_tasks=3,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer
+from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer
 
 from error_bounds import assert_close64
 
@@ -103,7 +103,7 @@ def test_in_place_evaluation_path_equals_the_differentiable_path(preprocess):
 @pytest.mark.parametrize("config", [LSTMConfig(), LSTMConfig(preprocess=False, output_scale=1.0),
                                     LSTMConfig(num_layers=1, hidden_size=7)])
 def test_inference_runner_gives_the_updates_and_states_of_forward(config):
-    from l2l_core.lstm_optimizer import InferenceRunner
+    from l2l_core.optimizers.lstm import InferenceRunner
 
     # float64 (the PyTorch path of both; the runner's kernel path is compared in test_fused.py)
     lstm = LSTMOptimizer(config, seed=1).double()
@@ -121,7 +121,46 @@ def test_inference_runner_gives_the_updates_and_states_of_forward(config):
 
 
 def test_inference_runner_refuses_what_it_cannot_run():
-    from l2l_core.lstm_optimizer import InferenceRunner
+    from l2l_core.optimizers.lstm import InferenceRunner
 
     with pytest.raises(ValueError, match="num_layers=3"):
         InferenceRunner(LSTMOptimizer(LSTMConfig(num_layers=3)), 10)
+
+
+def test_the_reference_step_is_pytorchs_lstm_cell():
+    """The readable reference step is a standard LSTM: torch.nn.LSTMCell with the same weights (its gate rows are
+    ordered i, f, g, o; ours i, f, o, g) gives the same (h', c') for every coordinate, in float64 (same sums in
+    another order: ~1e-15 relative; 1e-12 leaves a margin)."""
+    from l2l_core.optimizers.lstm import reference_layer_step
+
+    gen = torch.Generator().manual_seed(0)
+    H, I, N = 5, 2, 7
+    weight, bias = torch.randn(4 * H, I + H, generator=gen, **F64), torch.randn(4 * H, generator=gen, **F64)
+    x, h, c = (torch.randn(rows, N, generator=gen, **F64) for rows in (I, H, H))
+    cell = torch.nn.LSTMCell(I, H).double()
+    order = torch.cat([torch.arange(k * H, (k + 1) * H) for k in (0, 1, 3, 2)])  # ours (i, f, o, g) -> (i, f, g, o)
+    with torch.no_grad():
+        cell.weight_ih.copy_(weight[order, :I])
+        cell.weight_hh.copy_(weight[order, I:])
+        cell.bias_ih.copy_(bias[order])
+        cell.bias_hh.zero_()
+    h_ref, c_ref = cell(x.T, (h.T, c.T))
+    h_new, c_new = reference_layer_step(x, h, c, weight, bias)
+    torch.testing.assert_close(h_new, h_ref.T.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(c_new, c_ref.T.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("taped", [True, False])
+def test_every_path_of_layer_step_is_the_reference_step(taped):
+    """The dispatch in float64 (the PyTorch paths; the kernels' float32 path is checked against derived bounds in
+    test_fused.py): with and without a tape, the same (h', c') as the reference."""
+    from l2l_core.optimizers.lstm import layer_step, reference_layer_step
+
+    gen = torch.Generator().manual_seed(1)
+    weight, bias = torch.randn(80, 22, generator=gen, **F64), torch.randn(80, generator=gen, **F64)
+    x, h, c = (torch.randn(rows, 9, generator=gen, **F64) for rows in (2, 20, 20))
+    expected = reference_layer_step(x, h, c, weight, bias)
+    with torch.set_grad_enabled(taped):
+        got = layer_step(x, h, c, weight, bias)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-12)

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from l2l_core.baselines import tune_learning_rate
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.meta_train import meta_train, train_trajectory, unroll_segments
-from l2l_core.runners import run_baseline, run_learned
-from l2l_core.tasks import QuadraticFamily
+from l2l_core.evaluation.tuning import tune_learning_rate
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.training.meta_train import meta_train, train_trajectory, unroll_segments
+from l2l_core.evaluation.runners import run_baseline, run_learned
+from l2l_core.tasks.families import QuadraticFamily
 
 
 class RecordingLSTM(LSTMOptimizer):
@@ -25,9 +25,11 @@ class RecordingLSTM(LSTMOptimizer):
 
 
 @pytest.mark.parametrize("steps,unroll", [(100, 20), (100, 30), (7, 7), (5, 1)])
-def test_unroll_segments_cover_every_step_once(steps, unroll):
-    for bug in (False, True):
-        covered = [t for seg, _ in unroll_segments(steps, unroll, bug) for t in seg]
+def test_schedules_cover_every_step_once(steps, unroll):
+    from l2l_core.errata.defects import thesis_loop_segments
+
+    for schedule in (unroll_segments, thesis_loop_segments):
+        covered = [t for seg, _ in schedule(steps, unroll) for t in seg]
         assert covered == list(range(steps))
 
 
@@ -76,7 +78,7 @@ def test_short_meta_training_beats_tuned_adam_on_held_out_quadratics():
 
 
 def test_meta_lr_search_tries_every_rate_and_picks_the_best():
-    from l2l_core.meta_train import search_meta_lr
+    from l2l_core.training.meta_train import search_meta_lr
 
     best, table = search_meta_lr(QuadraticFamily(), lrs=(1e-4, 0.01), epochs=2, trajectories_per_epoch=4,
                                  tasks_per_trajectory=4, steps=20, unroll=10, n_val_tasks=4, progress=False)

@@ -1,11 +1,10 @@
 """The notebooks in notebooks/ are the source of the book: clean, parameterised, and in the chapter graph."""
 import json
-from pathlib import Path
 
 import pytest
 
-from l2l_core.experiments import PROFILES
-from l2l_core.reproduce import NOTEBOOK_DIR, NOTEBOOKS, check_parameters, parameters
+from l2l_core.book.settings import PROFILES
+from l2l_core.book.reproduce import NOTEBOOK_DIR, NOTEBOOKS, check_parameters, parameters
 
 SOURCES = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 

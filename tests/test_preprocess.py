@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from l2l_core.preprocess import preprocess_gradients
+from l2l_core.optimizers.preprocess import preprocess_gradients
 
 
 def test_values_at_hand_computed_points():

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from l2l_core import pretrained
-from l2l_core.torch_optimizer import LearnedOptimizer
+from l2l_core.optimizers import pretrained
+from l2l_core.optimizers.drop_in import LearnedOptimizer
 
 
 def test_mnist_is_shipped_with_its_provenance():

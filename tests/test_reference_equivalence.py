@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from l2l_core.lstm_optimizer import LSTMConfig, LSTMOptimizer
-from l2l_core.meta_train import train_trajectory
-from l2l_core.tasks import MLPFamily
+from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer
+from l2l_core.training.meta_train import train_trajectory
+from l2l_core.tasks.families import MLPFamily
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from reference import PlainLSTMOptimizer, plain_trajectory  # noqa: E402

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,21 +12,21 @@ import pandas as pd
 import pytest
 import torch
 
-from l2l_core.baselines import Baseline
+from l2l_core.optimizers.baselines import Baseline
 from l2l_core.checks import NonFiniteWarning
-from l2l_core.evaluate import evaluate, summarize
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.meta_train import meta_train, train_trajectory
-from l2l_core.tasks import QuadraticFamily, QuadraticTasks
+from l2l_core.evaluation.evaluate import evaluate, summarize
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.training.meta_train import meta_train, train_trajectory
+from l2l_core.tasks.families import QuadraticFamily, QuadraticTasks
 
 RUN = textwrap.dedent("""
     import sys, json
     import pandas as pd
-    from l2l_core.tasks import QuadraticFamily, MLPFamily
-    from l2l_core.meta_train import meta_train
-    from l2l_core.checkpoint import save_optimizer
-    from l2l_core.baselines import tune_learning_rate
-    from l2l_core.evaluate import compare
+    from l2l_core.tasks.families import QuadraticFamily, MLPFamily
+    from l2l_core.training.meta_train import meta_train
+    from l2l_core.optimizers.checkpoint import save_optimizer
+    from l2l_core.evaluation.tuning import tune_learning_rate
+    from l2l_core.evaluation.evaluate import compare
     out, ckpt, epochs, data_root = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     fam = QuadraticFamily()
     r = meta_train(fam, epochs=epochs, trajectories_per_epoch=8, tasks_per_trajectory=4, steps=40, unroll=20,

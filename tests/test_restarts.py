@@ -4,11 +4,11 @@ import math
 import pandas as pd
 import pytest
 
-import l2l_core.meta_train as mt
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.meta_train import is_stuck, meta_train, validation_score
+import l2l_core.training.meta_train as mt
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.training.meta_train import is_stuck, meta_train, validation_score
 from l2l_core.seeding import derive_seed
-from l2l_core.tasks import QuadraticFamily
+from l2l_core.tasks.families import QuadraticFamily
 
 KW = dict(epochs=2, trajectories_per_epoch=2, tasks_per_trajectory=2, steps=20, unroll=10, n_val_tasks=3,
           progress=False)
@@ -99,7 +99,7 @@ def test_restarts_must_be_a_non_negative_integer():
 
 
 def test_the_meta_training_figure_draws_an_abandoned_attempt_dotted_and_selects_from_the_last():
-    from l2l_core.plotting import plot_meta_training
+    from l2l_core.book.plotting import plot_meta_training
 
     history = pd.DataFrame(dict(meta_seed=[0] * 5, attempt=[0, 0, 1, 1, 1], epoch=[0, 1, 0, 1, 2],
                                 trajectories=[0, 20, 20, 40, 60], val_loss_sum=[230.0, 229.9, 230.1, 90.0, 80.0]))

@@ -1,8 +1,8 @@
 """The scaling computation: jobs of a profile from its tables, list scheduling, expected wall time."""
 import pytest
 
-from l2l_core import scaling
-from l2l_core.experiments import TRAINING
+from l2l_core.book import scaling
+from l2l_core.book.settings import TRAINING
 
 RATES = dict(mlp_trajectory=3.0, mlp_lstm_step=0.005, mlp_baselines_step=0.001, quadratic_trajectory=0.02,
              quadratic_lstm_step=0.0002)
@@ -19,7 +19,7 @@ def test_the_thesis_profile_has_the_thesis_budgets_as_jobs():
     inventory = scaling.job_inventory("thesis", RATES)
     mnist = inventory[(inventory.notebook == "02_mnist") & (inventory.what == "meta-train")]
     t = TRAINING["mlp"]["thesis"]
-    from l2l_core.experiments import CONTRAST_META_SEEDS
+    from l2l_core.book.chapters import CONTRAST_META_SEEDS
 
     assert len(mnist) == len(t["meta_seeds"]) + min(len(t["meta_seeds"]), CONTRAST_META_SEEDS)  # both inits' LSTMs
     trajectories = t["meta_epochs"] * t["trajectories_per_epoch"]

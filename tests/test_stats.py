@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from l2l_core.stats import crossed_mean_ci, holm
+from l2l_core.evaluation.stats import crossed_mean_ci, holm
 
 REL = 1e-12  # float64 arithmetic
 

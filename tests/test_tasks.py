@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from l2l_core.tasks import MLPFamily, MLPShape, QuadraticFamily, make_family
+from l2l_core.tasks.families import MLPFamily, MLPShape, QuadraticFamily, make_family
 
 from error_bounds import assert_close64
 

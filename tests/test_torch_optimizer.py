@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from l2l_core.checkpoint import save_optimizer
-from l2l_core.lstm_optimizer import LSTMOptimizer
-from l2l_core.runners import run_learned
-from l2l_core.tasks import MLPFamily
-from l2l_core.torch_optimizer import LearnedOptimizer
+from l2l_core.optimizers.checkpoint import save_optimizer
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.evaluation.runners import run_learned
+from l2l_core.tasks.families import MLPFamily
+from l2l_core.optimizers.drop_in import LearnedOptimizer
 
 from error_bounds import assert_close64
 

@@ -5,7 +5,7 @@
 RESULTS_* are `build/<profile>/results` folders. Prints every verdict of the book (claims after Holm, as on the
 conclusions page, and the errata rows) of both runs side by side and whether they agree; exit status 1 if any
 differs. ``--save`` stores both runs' verdict tables with ``--note`` (what differed between the runs) where the
-book's reproduction page reads them (``l2l_core.report.rounding_check``).
+book's reproduction page reads them (``l2l_core.book.report.rounding_check``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from l2l_core.io import write_frame, write_json
-from l2l_core.report import compare_verdicts, verdict_table
+from l2l_core.book.report import compare_verdicts, verdict_table
 
 
 def main(argv=None) -> int:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from l2l_core.checkpoint import save_optimizer
+from l2l_core.optimizers.checkpoint import save_optimizer
 from l2l_core.io import write_frame, write_json
-from l2l_core.meta_train import meta_train
-from l2l_core.tasks import MLPFamily, QuadraticFamily
+from l2l_core.training.meta_train import meta_train
+from l2l_core.tasks.families import MLPFamily, QuadraticFamily
 
 # the thesis code's main_loop budgets: epochs x iterations_to_optimize trajectories of one task each
 THESIS_BUDGET = {
@@ -39,7 +39,7 @@ def write_partial(family, budget: dict, args, out: Path, stem: str) -> None:
     """History, best LSTM and provenance from the training state of a run that has not finished."""
     import pandas as pd
 
-    from l2l_core.lstm_optimizer import LSTMOptimizer
+    from l2l_core.optimizers.lstm import LSTMOptimizer
 
     state = torch.load(out / f"state-{stem}.pt", map_location="cpu", weights_only=False)
     history = pd.DataFrame(state["rows"])

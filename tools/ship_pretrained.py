@@ -5,7 +5,7 @@
 Writes l2l_core/pretrained/<name>-seed<k>.pt (one per meta-training seed that learned: a seed still stuck on
 the do-nothing score after its restarts is listed under ``not_shipped``) and <name>.json: the training settings,
 the code version, each seed's selection (validation) score and held-out numbers, the book's claims on MNIST, and a
-float64 reference run on a fixed tiny model (``l2l_core.pretrained.reference_run``) that the tests re-compute.
+float64 reference run on a fixed tiny model (``l2l_core.optimizers.pretrained.reference_run``) that the tests re-compute.
 """
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from l2l_core import __version__
-from l2l_core.checkpoint import load_optimizer
-from l2l_core.claims import per_task_metric
-from l2l_core.experiments import collect_claims
+from l2l_core.optimizers.checkpoint import load_optimizer
+from l2l_core.evaluation.claims import per_task_metric
+from l2l_core.book.pages import collect_claims
 from l2l_core.io import write_json
-from l2l_core.meta_train import RESTART_MIN_GAIN, is_stuck
-from l2l_core.pretrained import FOLDER, reference_run
+from l2l_core.training.meta_train import RESTART_MIN_GAIN, is_stuck
+from l2l_core.optimizers.pretrained import FOLDER, reference_run
 
 SETTING = "MNIST 784-20-10 sigmoid"  # the thesis-initialised arm of chapter 2
 
@@ -39,8 +39,8 @@ def held_out(frame: pd.DataFrame, optimizer: str, meta_seed: int | None = None) 
 
 def do_nothing_score(lstm, settings: dict, seed: int) -> float:
     """The validation score of never moving, on the validation tasks this seed was selected on."""
-    from l2l_core.experiments import mlp_family, settings as make_settings
-    from l2l_core.meta_train import _validation_scores
+    from l2l_core.book.settings import mlp_family, settings as make_settings
+    from l2l_core.training.meta_train import _validation_scores
 
     s = make_settings("02_mnist", "mlp", settings["profile"], init=settings["init"])
     tasks = mlp_family(s).sample(settings["n_val_tasks"], seed, split="meta_val")

@@ -13,11 +13,11 @@ import heapq
 
 import pandas as pd
 
-from .baselines import LR_GRID
-from .data import dataset_shape
-from .tasks import MLPFamily, MLPShape, QuadraticFamily
-from .experiments import (CONTRAST_META_SEEDS, architectures_setup, cifar_svhn_setup, mnist_like_setup, mlp_family,
-                          relu_setup, settings)
+from l2l_core.optimizers.baselines import LR_GRID
+from l2l_core.tasks.data import dataset_shape
+from l2l_core.tasks.families import MLPFamily, MLPShape, QuadraticFamily
+from l2l_core.book.chapters import CONTRAST_META_SEEDS, architectures_setup, cifar_svhn_setup, mnist_like_setup, relu_setup
+from l2l_core.book.settings import mlp_family, settings
 
 MNIST_DIM = MLPShape((784, 20, 10)).dim  # the unit of an MLP job's size
 # per-unit costs in seconds, as make bench measures them (keys of ``rates``):

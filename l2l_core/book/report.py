@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .experiments import CLAIM_COLUMNS, REPO_ROOT, collect_claims
+from l2l_core.book.pages import CLAIM_COLUMNS, collect_claims
+from l2l_core.book.settings import REPO_ROOT
 
 __all__ = ["collect_claims", "glue_conclusions", "machine_info", "timings_table", "bench_table", "scaling_table"]
 
@@ -18,7 +19,7 @@ def glue_conclusions(claims: pd.DataFrame) -> pd.DataFrame:
     Returns the table with the adjusted columns (``claims.holm_verdicts``)."""
     from myst_nb import glue
 
-    from .claims import holm_verdicts
+    from l2l_core.evaluation.claims import holm_verdicts
 
     claims = holm_verdicts(claims)
     counts = claims["verdict_holm"].value_counts()
@@ -54,7 +55,7 @@ def _vector_isa() -> str:
 
 
 def _kernel_status() -> str:
-    from . import fused
+    from l2l_core.optimizers import fused
 
     if fused.kernels() is None:
         return f"off ({fused.unavailable_reason()})"
@@ -115,7 +116,7 @@ def bench_table(path: str | Path = REPO_ROOT / "bench" / "results.json") -> pd.D
 
 
 def scaling_table(path: str | Path = REPO_ROOT / "bench" / "results.json") -> pd.DataFrame:
-    """The latest `make bench`'s expected wall times on 2/16/64 cores (``l2l_core.scaling``), in minutes, with the
+    """The latest `make bench`'s expected wall times on 2/16/64 cores (``l2l_core.book.scaling``), in minutes, with the
     machine whose unit costs they use and its 1 x 2 vs 2 x 1 jobs measurement in ``attrs``; empty if none."""
     path = Path(path)
     data = json.loads(path.read_text()) if path.is_file() else {}
@@ -138,7 +139,7 @@ _KEY = ["experiment", "setting", "claim", "metric"]
 def verdict_table(results_root: str | Path) -> pd.DataFrame:
     """Every verdict of one run: the book's claims (after Holm, as on the conclusions page) and the errata rows
     (verdict with the defect / fixed), with the paired difference and the seeds it holds for."""
-    from .claims import holm_verdicts
+    from l2l_core.evaluation.claims import holm_verdicts
 
     root = Path(results_root)
     claims = holm_verdicts(collect_claims(root))

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .checks import check_choice
-from .data import resolve_data_root
-from .experiments import PROFILES, REPO_ROOT
-from .io import atomic_path, write_frame, write_json
+from l2l_core.checks import check_choice
+from l2l_core.tasks.data import resolve_data_root
+from l2l_core.book.settings import PROFILES, REPO_ROOT
+from l2l_core.io import atomic_path, write_frame, write_json
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 # name -> notebooks whose results it reads (its stamp includes theirs)
@@ -98,7 +98,7 @@ def show_injected_parameters_only(path: Path) -> None:
 def input_stamp(name: str, params: dict, stamps: dict) -> str:
     package = [*(REPO_ROOT / "l2l_core").rglob("*.py"), *(REPO_ROOT / "l2l_core").rglob("*.cpp")]
     if name in USES_SHIPPED_WEIGHTS:  # only these notebooks re-run when the shipped weights change
-        package += [p for p in (REPO_ROOT / "l2l_core" / "pretrained").iterdir() if p.suffix in (".pt", ".json")]
+        package += [p for p in (REPO_ROOT / "l2l_core" / "optimizers" / "pretrained").iterdir() if p.suffix in (".pt", ".json")]
     code = _hash_files(package + [REPO_ROOT / "requirements.txt", NOTEBOOK_DIR / f"{name}.ipynb"])
     blob = json.dumps({"code": code, "params": params, "data": _data_listing(),
                        "upstream": {u: stamps.get(u) for u in NOTEBOOKS[name]}}, sort_keys=True)
@@ -164,7 +164,7 @@ def execute(name: str, params: dict, out: Path, progress: bool = False) -> tuple
 def job_lines_shown(log: Path, prefix: str):
     """While the block runs, the notebook's job progress lines (``jobs.report`` appends them to ``log``, named
     by ``$L2L_JOB_LOG`` for the kernel) are printed here, in the terminal, not into the notebook."""
-    from .jobs import LOG_ENV
+    from l2l_core.jobs import LOG_ENV
 
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
@@ -337,7 +337,7 @@ def prepare(out: Path, profile: str = "smoke", device: str = "cpu") -> list[Path
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m l2l_core.reproduce", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m l2l_core.book.reproduce", description=__doc__)
     parser.add_argument("--profile", default="full", help=f"one of {', '.join(PROFILES)} (default full)")
     parser.add_argument("--out", default=None, help="build folder (default build/<profile>)")
     parser.add_argument("--device", default="cpu")
@@ -364,8 +364,8 @@ def summary(out: Path, html: Path, timings: pd.DataFrame | None, seconds: float)
     """The closing lines of `make reproduce`: what ran, how long, peak memory, where the book is, the verdicts."""
     import resource
 
-    from .claims import holm_verdicts
-    from .experiments import collect_claims
+    from l2l_core.evaluation.claims import holm_verdicts
+    from l2l_core.book.pages import collect_claims
 
     lines = [f"[reproduce] done in {seconds / 60:.1f} min"]
     if timings is not None:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .checks import check_choice, check_int, check_seed
-from .lstm_optimizer import LSTMConfig
-from .seeding import derive_seed, generator
+from l2l_core.checks import check_choice, check_int, check_seed
+from l2l_core.optimizers.lstm import LSTMConfig
+from l2l_core.seeding import derive_seed, generator
 
 SPLITS = ("meta_train", "meta_val", "test")
 # How an MLP optimizee's weights start. "thesis": every weight N(0, 0.001^2), every bias 0, as the thesis code's
@@ -276,7 +276,7 @@ class MLPFamily:
     default_meta_lr = 0.01
 
     def __post_init__(self):
-        from .data import DATASETS
+        from l2l_core.tasks.data import DATASETS
 
         check_choice("dataset", self.dataset, DATASETS)
         if not isinstance(self.hidden, (tuple, list)) or len(self.hidden) == 0:
@@ -294,7 +294,7 @@ class MLPFamily:
     @property
     def data(self):
         """The whole data set (loaded once per process); raises DatasetNotFoundError if its files are missing."""
-        from .data import load_image_data
+        from l2l_core.tasks.data import load_image_data
 
         return load_image_data(self.dataset, self.data_root)
 
@@ -305,7 +305,7 @@ class MLPFamily:
 
     def _split(self, split: str) -> tuple[torch.Tensor, ...]:
         """(x, y, fit_idx, score_idx) of a split on the family's device: the split's rows, halved by a fixed permutation."""
-        from .data import meta_split_indices, resolve_data_root
+        from l2l_core.tasks.data import meta_split_indices, resolve_data_root
 
         data = self.data
         key = (self.dataset, resolve_data_root(self.data_root), self.device, split)

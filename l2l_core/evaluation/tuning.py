@@ -1,8 +1,6 @@
-"""Hand-designed baselines: the real torch.optim classes, and fair learning-rate tuning for each.
+"""Fair learning-rate tuning: every baseline tuned *as itself* on held-out meta-validation tasks.
 
-Every baseline is tuned *as itself* on held-out validation tasks (the thesis code accidentally
-tuned all four as plain SGD; here the name passed to the tuner is the optimizer that runs, and the
-defect can be switched on, for the errata chapter only, with ``tune_all(..., tuned_as_sgd_bug=True)``).
+(The thesis code tuned all four as plain SGD; ``errata`` reproduces that from these tunings.)
 """
 from __future__ import annotations
 
@@ -13,46 +11,9 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .checks import check_choice, check_int, check_positive_float, check_seed
-
-# name -> (display label, torch.optim class, fixed keyword arguments)
-BASELINES: dict[str, tuple[str, type, dict]] = {
-    "sgd": ("SGD", torch.optim.SGD, {}),
-    "rmsprop": ("RMSprop", torch.optim.RMSprop, {}),
-    "adam": ("Adam", torch.optim.Adam, {}),
-    "nag": ("NAG", torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
-}
-# a half-decade log grid from 1 down to 1e-5, as in the thesis code
-LR_GRID: tuple[float, ...] = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 3e-4, 1e-4, 3e-5, 1e-5)
-
-
-def baseline_label(name: str) -> str:
-    check_choice("optimizer", name, BASELINES)
-    return BASELINES[name][0]
-
-
-def build_baseline(name: str, params, lr: float) -> torch.optim.Optimizer:
-    """The torch.optim optimizer called ``name`` over ``params`` (tensors or param groups)."""
-    check_choice("optimizer", name, BASELINES)
-    check_positive_float("lr", lr)
-    _, cls, kwargs = BASELINES[name]
-    return cls(params, lr=lr, **kwargs)
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A baseline optimizer at a fixed learning rate (what evaluation runs)."""
-
-    name: str
-    lr: float
-
-    def __post_init__(self):
-        check_choice("optimizer", self.name, BASELINES)
-        check_positive_float("lr", self.lr)
-
-    @property
-    def label(self) -> str:
-        return baseline_label(self.name)
+from l2l_core.optimizers.baselines import BASELINES, LR_GRID, Baseline, baseline_label
+from l2l_core.checks import check_choice, check_int, check_positive_float, check_seed
+from l2l_core.evaluation.runners import run_baselines
 
 
 @dataclass(frozen=True)
@@ -88,11 +49,9 @@ def tune_learning_rate(name: str, family, n_tasks: int = 20, steps: int = 100, s
     A rate at an edge of ``grid`` is no tuned rate: with ``widen`` the grid is extended past that edge, one
     half-decade at a time (at most ``MAX_WIDENING`` rates), until the best rate is interior; the table holds every
     rate tried, in decreasing order (the final grid). Rates whose runs diverge (non-finite loss) are never chosen.
-    ``tuned_as`` (errata chapter only) picks the rate with another optimizer's runs and hands it to ``name``, as
-    the thesis code did.
+    ``tuned_as`` picks the rate with another optimizer's runs and hands it to ``name`` (the errata chapter's
+    defect (a) uses it; every other caller tunes each optimizer as itself).
     """
-    from .runners import run_baselines
-
     check_choice("optimizer", name, BASELINES)
     if tuned_as is not None:
         check_choice("tuned_as", tuned_as, BASELINES)
@@ -133,32 +92,9 @@ def tune_learning_rate(name: str, family, n_tasks: int = 20, steps: int = 100, s
     return TuningResult(name, best, table, tuned_as)
 
 
-# Thesis-code defect (a): its tuning loop passed a stale variable, so every baseline's rate was chosen
-# by plain SGD runs (NAG's by SGD with Nesterov momentum) and Adam and RMSprop ran at SGD's rate.
-TUNED_AS_SGD_BUG = {"sgd": "sgd", "rmsprop": "sgd", "adam": "sgd", "nag": "nag"}
-
-
-def tune_all(family, names=tuple(BASELINES), tuned_as_sgd_bug: bool = False, **kwargs) -> dict[str, TuningResult]:
-    """Tune every baseline in ``names`` on the same validation tasks, each as itself.
-
-    ``tuned_as_sgd_bug=True`` reproduces the thesis code's defect (a) (see ``TUNED_AS_SGD_BUG``); it
-    exists for the errata chapter. The grid run by SGD is shared, so it runs once.
-    """
-    if not tuned_as_sgd_bug:
-        return {name: tune_learning_rate(name, family, **kwargs) for name in names}
-    runners = sorted({TUNED_AS_SGD_BUG[name] for name in names})
-    return as_tuned_by_sgd_bug(tune_all(family, names=runners, **kwargs), names)
-
-
-def as_tuned_by_sgd_bug(tuned: dict[str, TuningResult], names=tuple(BASELINES)) -> dict[str, TuningResult]:
-    """Defect (a) from correct tunings: each of ``names`` gets the rate (and grid) of the optimizer whose runs
-    chose it in the thesis code (``TUNED_AS_SGD_BUG``), which must be among ``tuned``."""
-    out = {}
-    for name in names:
-        runner = tuned[TUNED_AS_SGD_BUG[name]]
-        out[name] = TuningResult(name, runner.lr, runner.table.assign(optimizer=baseline_label(name),
-                                                                      tuned_as=baseline_label(runner.name)), runner.name)
-    return out
+def tune_all(family, names=tuple(BASELINES), **kwargs) -> dict[str, TuningResult]:
+    """Tune every baseline in ``names`` on the same validation tasks, each as itself."""
+    return {name: tune_learning_rate(name, family, **kwargs) for name in names}
 
 
 def tuning_from_table(table: pd.DataFrame) -> dict[str, TuningResult]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from .checkpoint import load_optimizer
-from .lstm_optimizer import LSTMConfig, LSTMOptimizer
+from l2l_core.optimizers.checkpoint import config_from_dict, load_optimizer
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.optimizers.state_layouts import PER_COORDINATE
 
 
 def _state_keys(num_layers: int) -> list[str]:
@@ -25,7 +26,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
     def __init__(self, params, checkpoint=None, lstm: LSTMOptimizer | None = None, pretrained: str | None = None,
                  meta_seed: int | None = None):
         """Exactly one source of the LSTM: ``pretrained`` (a shipped name, e.g. "mnist", with an optional
-        ``meta_seed``; see ``l2l_core.pretrained``), ``checkpoint`` (a saved LSTM's path) or ``lstm``."""
+        ``meta_seed``; see ``l2l_core.optimizers.pretrained``), ``checkpoint`` (a saved LSTM's path) or ``lstm``."""
         if sum(x is not None for x in (checkpoint, lstm, pretrained)) != 1:
             raise ValueError("pass exactly one of pretrained=<shipped name, e.g. 'mnist'>, checkpoint=<path to a "
                              f"saved LSTM> or lstm=<LSTMOptimizer>; got checkpoint={checkpoint!r}, "
@@ -34,16 +35,16 @@ class LearnedOptimizer(torch.optim.Optimizer):
             raise ValueError(f"meta_seed={meta_seed!r} chooses among shipped LSTMs; it needs pretrained=<name>")
         super().__init__(params, defaults={})
         if pretrained is not None:
-            from .pretrained import load
+            from l2l_core.optimizers.pretrained import load
 
             lstm = load(pretrained, meta_seed)
         if checkpoint is not None:
             lstm, _ = load_optimizer(checkpoint)
         if not isinstance(lstm, LSTMOptimizer):
             raise TypeError(f"lstm={lstm!r} must be an l2l_core LSTMOptimizer")
-        if lstm.config.shared_state_offset_bug:
-            raise ValueError("this LSTM was trained with shared_state_offset_bug=True (the thesis-code defect); "
-                             "the drop-in optimizer keeps one state per parameter tensor, so it cannot reproduce it")
+        if lstm.config.state_layout != PER_COORDINATE:
+            raise ValueError(f"this LSTM was trained with state_layout={lstm.config.state_layout!r} (the errata "
+                             f"chapter's); the drop-in optimizer keeps one state per coordinate ({PER_COORDINATE!r})")
         self.lstm = lstm.requires_grad_(False)
         self._lstm_device = None
 
@@ -100,7 +101,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         saved = state_dict.pop("lstm", None)
         if saved is not None:
-            lstm = LSTMOptimizer(LSTMConfig(**saved["config"]))
+            lstm = LSTMOptimizer(config_from_dict(saved["config"]))
             lstm.load_state_dict(saved["weights"])
             self.lstm, self._lstm_device = lstm.requires_grad_(False), None
         super().load_state_dict(state_dict)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_optimizer
-from ..checks import check_choice
-from ..lstm_optimizer import LSTMOptimizer
+from l2l_core.optimizers.checkpoint import load_optimizer
+from l2l_core.checks import check_choice
+from l2l_core.optimizers.lstm import LSTMOptimizer
 
 FOLDER = Path(__file__).resolve().parent
 
@@ -46,7 +46,7 @@ def reference_run(lstm: LSTMOptimizer, steps: int = 20) -> list[float]:
     runs the PyTorch path, not the float32 kernels)."""
     from torch import nn
 
-    from ..torch_optimizer import LearnedOptimizer
+    from l2l_core.optimizers.drop_in import LearnedOptimizer
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(32, 5, generator=g, dtype=torch.float64)

@@ -1,20 +1,13 @@
-"""Errata: the thesis code's four defects, each re-run switched on and off, and which conclusions survive.
+"""Errata: the thesis code's four defects (``defects``), each re-run switched on and off, and which conclusions survive.
 
-The defects are explicit options of the library, all off by default:
+(a) baselines tuned as SGD: affects experiments 3, 4, 6. (b) the EMNIST Letters LSTM without gradient preprocessing
+and output scale (it stayed at chance in the thesis). (c) the thesis loop's meta-update schedule. (d) LSTM state
+shared across parameter tensors.
 
-(a) ``tune_all(..., tuned_as_sgd_bug=True)``: every baseline's rate chosen by plain SGD runs (NAG's by
-    SGD with Nesterov momentum); Adam and RMSprop then run at SGD's rate. Affected: experiments 3, 4, 6.
-(b) ``LSTMConfig(preprocess=False, output_scale=1.0)``: the LSTM meta-trained on EMNIST Letters
-    without gradient preprocessing and output scale (it stayed at chance in the thesis).
-(c) ``meta_train(..., meta_update_schedule_bug=True)``: the thesis loop's meta-update schedule, which trains
-    updates 1-19, 21-39, 41-59 and 61-79 only (0, 20, 40, 60 and 80-99 never get a meta-gradient).
-(d) ``LSTMConfig(shared_state_offset_bug=True)``: every parameter tensor reads and writes the LSTM
-    state of coordinates 0..size-1 (a state offset never advanced).
-
-``run_errata`` re-checks the thesis' claims with each defect on and off, reusing the experiment
-chapters' results (same tasks, same fixed optimizers) where they exist. Every LSTM of this chapter is
-meta-trained from every one of the profile's meta-training seeds, with the profile's ``errata_trajectories`` budget; the fixed arm
-of (c) and (d) is experiment 2's LSTMs of the same seeds as selected at that budget.
+``run_errata`` re-checks the thesis' claims with each defect on and off, reusing the experiment chapters' results
+(same tasks, same fixed optimizers) where they exist. Every LSTM of this chapter is meta-trained from every one of
+the profile's meta-training seeds, with the profile's ``errata_trajectories`` budget; the fixed arm of (c) and (d) is
+experiment 2's LSTMs of the same seeds as selected at that budget.
 """
 from __future__ import annotations
 
@@ -26,14 +19,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .baselines import as_tuned_by_sgd_bug
-from .claims import Claim, Part, check_claims
-from .data import DatasetNotFoundError
-from .evaluate import LSTM_LABEL, compare
-from .experiments import Settings, mnist_like_setup, mnist_lstms, mnist_setup, peak_rss_mb, setting_label, train_seeds
-from .io import write_frame, write_json
-from .lstm_optimizer import LSTMConfig
-from .reuse import CHAPTERS, chapter_frame, tuned_baselines
+from l2l_core.evaluation.claims import Claim, Part, check_claims
+from l2l_core.tasks.data import DatasetNotFoundError
+from l2l_core.evaluation.evaluate import LSTM_LABEL, compare
+from l2l_core.book.chapters import mnist_like_setup, mnist_lstms, mnist_setup
+from l2l_core.book.lstms import train_seeds
+from l2l_core.book.settings import Settings, peak_rss_mb, setting_label
+from l2l_core.io import write_frame, write_json
+from l2l_core.errata.defects import EMNIST_DEFECT_CONFIG, SHARED_STATE, as_tuned_by_sgd, thesis_loop_segments
+from l2l_core.book.reuse import CHAPTERS, chapter_frame, tuned_baselines
 
 DEFECTS = {
     "a": "baselines tuned as SGD",
@@ -41,7 +35,6 @@ DEFECTS = {
     "c": "updates 0, 20, 40, 60 and 80-99 never meta-trained",
     "d": "LSTM state shared across parameter tensors",
 }
-EMNIST_BUG_CONFIG = LSTMConfig(preprocess=False, output_scale=1.0)  # defect (b)
 MNIST_LSTM_LABEL = "LSTM (MNIST-trained)"
 CHANCE_26 = 100 * math.log(26)  # summed loss over 100 steps of a 26-class classifier at chance
 
@@ -62,7 +55,7 @@ class ErrataResult:
     peak_rss_mb: float = 0.0
 
     def figure(self, defect: str):
-        from .plotting import plot_losses
+        from l2l_core.book.plotting import plot_losses
 
         frame = self.frames[defect]
         return plot_losses(frame, col="panel", title=f"({defect}) {DEFECTS[defect]}", wrap=4)
@@ -96,7 +89,7 @@ def _tuned_as_sgd(s: Settings, progress: bool) -> tuple[list[dict], pd.DataFrame
                 family.data
             except DatasetNotFoundError:
                 continue  # the chapter already reports it as not run
-            tuned = as_tuned_by_sgd_bug(tuned_baselines(s, family))
+            tuned = as_tuned_by_sgd(tuned_baselines(s, family))
             mine = fixed[fixed.setting == label]
             # SGD and NAG are tuned by their own runs either way, so they get the chapter's rates: a baseline
             # whose rate the chapter already ran on these tasks and seeds is reused, the others are run
@@ -129,7 +122,7 @@ def _emnist_without_preprocessing(s: Settings, out: Path, progress: bool) -> tup
     fixed_chapter = chapter_frame(s, "05_mnist_like", progress)
     others = fixed_chapter[fixed_chapter.setting == label].replace({"optimizer": {LSTM_LABEL: MNIST_LSTM_LABEL}})
     frames = {}
-    for variant, config, name in (("with defect", EMNIST_BUG_CONFIG, "lstm_emnist_no_preprocessing"),
+    for variant, config, name in (("with defect", EMNIST_DEFECT_CONFIG, "lstm_emnist_no_preprocessing"),
                                   ("fixed", None, "lstm_emnist")):
         lstms = train_seeds(letters, s, out, name, progress=progress, config=config, **errata_budget(s)).lstms
         own = compare({LSTM_LABEL: lstms}, letters, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
@@ -156,11 +149,11 @@ def _mnist_training_defect(defect: str, s: Settings, out: Path, progress: bool) 
     baselines = chapter[(chapter.setting == label) & (chapter.optimizer != LSTM_LABEL)]
     budget = errata_budget(s)
     if defect == "c":
-        lstms = train_seeds(mnist, s, out, "lstm_schedule_bug", progress=progress, meta_update_schedule_bug=True,
+        lstms = train_seeds(mnist, s, out, "lstm_thesis_schedule", progress=progress, schedule=thesis_loop_segments,
                             **budget).lstms
     else:
-        config = dataclasses.replace(mnist.default_lstm, shared_state_offset_bug=True)
-        lstms = train_seeds(mnist, s, out, "lstm_shared_state_bug", progress=progress, config=config, **budget).lstms
+        config = dataclasses.replace(mnist.default_lstm, state_layout=SHARED_STATE)
+        lstms = train_seeds(mnist, s, out, "lstm_shared_state", progress=progress, config=config, **budget).lstms
     # the fixed arm: experiment 2's LSTMs of the same seeds as selected at the same budget
     at_budget = mnist_lstms(s, progress=progress).at_budget[budget["trajectories"]]
     arms = {}

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .evaluate import LSTM_LABEL
+from l2l_core.evaluation.evaluate import LSTM_LABEL
 
 OPTIMIZER_ORDER = (LSTM_LABEL, "SGD", "RMSprop", "Adam", "NAG")
 PALETTE = dict(zip(OPTIMIZER_ORDER, sns.color_palette("colorblind", len(OPTIMIZER_ORDER))))
@@ -91,7 +91,7 @@ def plot_meta_training(history: pd.DataFrame, col: str = "setting", height: floa
 def plot_seed_strip(frame: pd.DataFrame, metric: str = "sum@100", col: str = "setting", height: float = 3.2):
     """Each meta-training seed's LSTM (one point: its mean ``metric`` over the held-out tasks) beside the tuned
     baselines (a horizontal mark each), one panel per ``col`` value. Diverged runs are left out here."""
-    from .claims import per_task_metric
+    from l2l_core.evaluation.claims import per_task_metric
 
     panels = list(dict.fromkeys(frame[col])) if col in frame else [None]
     fig, axes = plt.subplots(1, len(panels), figsize=(1.0 + 3.8 * len(panels), height), squeeze=False,

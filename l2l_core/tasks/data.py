@@ -17,11 +17,11 @@ import torch
 import torchvision
 from torchvision.datasets.utils import check_integrity
 
-from .checks import check_choice, check_seed
+from l2l_core.checks import check_choice, check_seed
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10", "svhn")
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 _ENV_VAR = "L2L_DATA_DIR"
 
 _TITLES = {
@@ -336,7 +336,7 @@ def _shared_across_processes(name: str, *arrays: torch.Tensor) -> tuple[torch.Te
     path = folder / f"{name}-{digest.hexdigest()[:16]}.pt"
     try:
         if not path.is_file():
-            from .io import atomic_path
+            from l2l_core.io import atomic_path
 
             with atomic_path(path) as tmp:
                 torch.save(list(arrays), tmp)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import DatasetNotFoundError
-from .evaluate import LSTM_LABEL, compare, run_optimizer, with_meta_seed
-from .experiments import Settings, mlp_family, mnist_lstms, peak_rss_mb, setting_label
-from .io import write_frame, write_json
-from .reuse import tuned_baselines
-from .stats import crossed_mean_ci
+from l2l_core.tasks.data import DatasetNotFoundError
+from l2l_core.evaluation.evaluate import LSTM_LABEL, compare, run_optimizer, with_meta_seed
+from l2l_core.book.chapters import mnist_lstms
+from l2l_core.book.settings import Settings, mlp_family, peak_rss_mb, setting_label
+from l2l_core.io import write_frame, write_json
+from l2l_core.book.reuse import tuned_baselines
+from l2l_core.evaluation.stats import crossed_mean_ci
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10", "svhn")
 WINDOWS = ((0, 100), (100, 200), (200, 500), (500, 1000))
@@ -130,7 +131,7 @@ class HorizonResult:
 
     def figures(self, every: int = 5):
         """Loss against steps and against wall-clock seconds (every ``every``-th step drawn)."""
-        from .plotting import plot_losses
+        from l2l_core.book.plotting import plot_losses
 
         thin = self.frame[self.frame.step % every == 0]
         cost = self.costs.set_index(["setting", "optimizer"])["seconds_per_step"]

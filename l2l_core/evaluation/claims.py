@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .checks import check_choice
-from .evaluate import LSTM_LABEL, with_meta_seed
-from .stats import CrossedCI, crossed_mean_ci, holm
+from l2l_core.checks import check_choice
+from l2l_core.evaluation.evaluate import LSTM_LABEL, with_meta_seed
+from l2l_core.evaluation.stats import CrossedCI, crossed_mean_ci, holm
 
 VERDICTS = ("holds", "does not hold", "inconclusive", "not run")
 KINDS = ("better", "worse", "negligible", "wide_margin", "no_advantage")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .io import atomic_path
-from .lstm_optimizer import LSTMConfig, LSTMOptimizer
+from l2l_core import __version__
+from l2l_core.io import atomic_path
+from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer
+from l2l_core.optimizers.state_layouts import PER_COORDINATE
 
 FORMAT = "l2l-lstm-optimizer/1"
 
@@ -35,6 +36,17 @@ def save_optimizer(path, lstm: LSTMOptimizer, seed: int, **metadata) -> Path:
     }, path)
 
 
+def config_from_dict(saved: dict) -> LSTMConfig:
+    """The LSTMConfig of a saved ``config.to_dict()``. Files written before state layouts existed (until
+    2026-11-29, the shipped weights among them) name the layout by a boolean: False is ``PER_COORDINATE``, True the
+    thesis code's layout of the errata chapter."""
+    saved = dict(saved)
+    if "shared_state_offset_bug" in saved:
+        shared = saved.pop("shared_state_offset_bug")
+        saved["state_layout"] = "thesis_shared_state" if shared else PER_COORDINATE
+    return LSTMConfig(**saved)
+
+
 def load_optimizer(path, device="cpu", expect_config: LSTMConfig | None = None) -> tuple[LSTMOptimizer, dict]:
     """Rebuild a saved LSTM; returns (optimizer, checkpoint dict without weights).
 
@@ -50,7 +62,7 @@ def load_optimizer(path, device="cpu", expect_config: LSTMConfig | None = None) 
         raise ValueError(f"checkpoint={str(path)!r} is not a readable l2l checkpoint (truncated or corrupt?): {err}") from err
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(f"checkpoint={str(path)!r} is not an l2l optimizer checkpoint (expected format {FORMAT!r})")
-    config = LSTMConfig(**blob["config"])
+    config = config_from_dict(blob["config"])
     if expect_config is not None and config != expect_config:
         raise ValueError(f"checkpoint={str(path)!r} has config {config}, but {expect_config} was expected")
     lstm = LSTMOptimizer(config, seed=blob["seed"])

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .baselines import TuningResult, tune_all, tuning_from_table
-from .checks import check_choice
-from .experiments import (Settings, architectures_setup, cifar_svhn_setup, mnist_like_setup, mnist_setup,
-                          relu_setup, run_architectures, run_cifar_svhn, run_mnist, run_mnist_like, run_relu,
-                          setting_label)
-from .io import read_frame
+from l2l_core.evaluation.tuning import TuningResult, tune_all, tuning_from_table
+from l2l_core.checks import check_choice
+from l2l_core.book.chapters import architectures_setup, cifar_svhn_setup, mnist_like_setup, mnist_setup, relu_setup, run_architectures, run_cifar_svhn, run_mnist, run_mnist_like, run_relu
+from l2l_core.book.settings import Settings, setting_label
+from l2l_core.io import read_frame
 
 # chapter name -> (runner that produces its results, function giving its families and claims)
 CHAPTERS = {

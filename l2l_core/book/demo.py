@@ -5,10 +5,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .baselines import baseline_label, tuning_from_table
-from .checks import check_int, check_seed
-from .data import load_image_data, meta_split_indices
-from .torch_optimizer import LearnedOptimizer
+from l2l_core.evaluation.tuning import tuning_from_table
+from l2l_core.optimizers.baselines import baseline_label
+from l2l_core.checks import check_int, check_seed
+from l2l_core.tasks.data import load_image_data, meta_split_indices
+from l2l_core.optimizers.drop_in import LearnedOptimizer
 
 
 def mnist_mlp(seed: int, hidden: int = 20) -> nn.Sequential:
@@ -54,7 +55,7 @@ def learned(checkpoint):
 
 
 def learned_pretrained(name: str = "mnist", meta_seed: int | None = None):
-    """A factory for ``train_side_by_side``: the shipped LSTM ``name`` (``l2l_core.pretrained``)."""
+    """A factory for ``train_side_by_side``: the shipped LSTM ``name`` (``l2l_core.optimizers.pretrained``)."""
     return lambda params: LearnedOptimizer(params, pretrained=name, meta_seed=meta_seed)
 
 
@@ -75,7 +76,7 @@ def tuned_rate(results_root, optimizer: str = "Adam", setting: str = "MNIST 784-
 
 def provenance_table(name: str = "mnist") -> pd.DataFrame:
     """Each shipped seed of ``name``: its selection score and its held-out summed loss beside the tuned baselines'."""
-    from .pretrained import provenance
+    from l2l_core.optimizers.pretrained import provenance
 
     info = provenance(name)
     rows = [{"meta-training seed": int(k) if k != str(info["default_seed"]) else f"{k} (default)",
@@ -88,7 +89,7 @@ def provenance_table(name: str = "mnist") -> pd.DataFrame:
 
 def known_limits(results_root, experiments=("03 architectures", "04 ReLU", "05 MNIST-like", "06 CIFAR-10 / SVHN")):
     """The book's verdicts on the MNIST-trained LSTM away from its training family (one row per claim)."""
-    from .experiments import collect_claims
+    from l2l_core.book.pages import collect_claims
 
     claims = collect_claims(results_root)
     claims = claims[claims.experiment.isin(experiments)]

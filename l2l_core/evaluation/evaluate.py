@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .baselines import Baseline
-from .checks import NonFiniteWarning, check_choice, check_int, check_seed
-from .lstm_optimizer import LSTMOptimizer
-from .runners import run_baseline, run_baseline_set, run_learned
-from .tasks import SPLITS
+from l2l_core.optimizers.baselines import Baseline
+from l2l_core.checks import NonFiniteWarning, check_choice, check_int, check_seed
+from l2l_core.optimizers.lstm import LSTMOptimizer
+from l2l_core.evaluation.runners import run_baseline, run_baseline_set, run_learned
+from l2l_core.tasks.families import SPLITS
 
 LSTM_LABEL = "LSTM"
 
@@ -159,7 +159,7 @@ def compare(optimizers: dict, family, seeds=(0,), progress: bool = False, **kwar
 
     Each (evaluation seed, LSTM) and each evaluation seed's set of baselines is one job (``jobs.run_jobs``):
     here, or on a Dask cluster when ``L2L_SCHEDULER`` says so, with the same numbers either way."""
-    from . import jobs
+    from l2l_core import jobs
 
     for label, optimizer in optimizers.items():  # refuse bad input here, not on a worker
         if not isinstance(optimizer, dict):
@@ -212,7 +212,7 @@ class EvaluationJob:
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and the t-based confidence interval (low, high) of a sample; degenerate for n < 2 (the one-seed case
     of ``stats.crossed_mean_ci``)."""
-    from .stats import crossed_mean_ci
+    from l2l_core.evaluation.stats import crossed_mean_ci
 
     c = crossed_mean_ci(np.asarray(values, dtype=np.float64).reshape(1, -1), confidence)
     return c.mean, c.lo, c.hi
@@ -238,7 +238,7 @@ def summarize(frame: pd.DataFrame, at_steps=(100, 200), sum_steps: int = 100) ->
     final accuracy, each as mean with a 95% CI. For LSTMs from several meta-training seeds the interval covers
     seeds and tasks (``stats.crossed_mean_ci``), for a baseline the tasks. Steps beyond the run are left out;
     diverged runs are left out of these statistics and counted in ``diverged``."""
-    from .stats import crossed_mean_ci
+    from l2l_core.evaluation.stats import crossed_mean_ci
 
     frame = with_meta_seed(frame)
     keys = ["meta_seed", "seed", "task"]

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import torch
 
-from . import fused
-from .baselines import build_baseline
-from .checks import check_int
-from .lstm_optimizer import InferenceRunner, LSTMOptimizer, SharedStateRunner
-from .tasks import TaskBatch
+from l2l_core.optimizers import fused
+from l2l_core.optimizers.baselines import build_baseline
+from l2l_core.checks import check_int
+from l2l_core.optimizers.lstm import InferenceRunner, LSTMOptimizer
+from l2l_core.optimizers.state_layouts import state_layout
+from l2l_core.tasks.families import TaskBatch
 
 
 def _loss_and_grad(tasks: TaskBatch, theta: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,11 +42,13 @@ def run_learned(lstm: LSTMOptimizer, tasks: TaskBatch, steps: int,
     kernels = fused.usable(theta)
     block = (n if kernels else LSTM_BLOCK) if block is None else check_int("block", block)
     bounds = [(a, min(a + block, n)) for a in range(0, n, block)]
-    if SharedStateRunner.supported(lstm, tasks.tensor_sizes, theta):  # thesis defect (d), in place
+    layout = state_layout(lstm.config.state_layout)
+    fast = layout.fast_runner if layout is not None else None
+    if fast is not None and fast.supported(lstm, tasks.tensor_sizes, theta):  # the layout's own no-tape runner
         bounds = [(0, n)]
-        shared = SharedStateRunner(lstm, theta.shape[0], tasks.tensor_sizes, device=theta.device, dtype=theta.dtype)
-        apply = lambda k, g: shared.step(g)
-    elif lstm.config.shared_state_offset_bug:  # thesis defect (d): state is shared across tensors, so one block
+        runner = fast(lstm, theta.shape[0], tasks.tensor_sizes, device=theta.device, dtype=theta.dtype)
+        apply = lambda k, g: runner.step(g)
+    elif layout is not None:  # state moves between coordinates (thesis defect d), so one block
         bounds = [(0, n)]
         states = [lstm.initial_state(n, device=theta.device, dtype=theta.dtype)]
 

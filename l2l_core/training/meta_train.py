@@ -15,44 +15,36 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_torch_save
-from .checks import NonFiniteWarning, check_int, check_positive_float, check_seed
-from .lstm_optimizer import LSTMConfig, LSTMOptimizer
-from .runners import run_learned
-from .seeding import derive_seed
-from .tasks import TaskBatch
+from l2l_core.optimizers.checkpoint import atomic_torch_save
+from l2l_core.checks import NonFiniteWarning, check_int, check_positive_float, check_seed
+from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer
+from l2l_core.evaluation.runners import run_learned
+from l2l_core.seeding import derive_seed
+from l2l_core.tasks.families import TaskBatch
 
 
-def unroll_segments(steps: int, unroll: int, meta_update_schedule_bug: bool = False) -> list[tuple[range, int]]:
+Schedule = Callable[[int, int], list[tuple[range, int]]]  # (steps, unroll) -> segments, as unroll_segments
+
+
+def unroll_segments(steps: int, unroll: int) -> list[tuple[range, int]]:
     """(update indices, k) of each unroll: the unroll runs those updates and meta-trains its first k (their losses
     form its meta-loss, then the LSTM takes one meta-step); together they cover range(steps) once, in order.
 
-    Update t turns theta_t into theta_{t+1}. Normally every update is meta-trained (k = the unroll's length).
-    ``meta_update_schedule_bug`` reproduces defect (c) of the thesis code: its loop took the loss at each step
-    *before* that step's update, made the update, and when ``t % unroll == 0`` back-propagated, stepped the
-    meta-optimizer and detached the update just made. So only updates 1..unroll-1, unroll+1..2*unroll-1, ... up to
-    the last boundary below ``steps`` get a meta-gradient (1-19, 21-39, 41-59, 61-79 for 100 steps, unroll 20);
-    the boundary updates (0, 20, 40, 60, 80) are computed with the weights *before* that meta-step and never
-    trained, and the updates after the last boundary (81-99) are run untrained.
+    Update t turns theta_t into theta_{t+1}. This schedule meta-trains every update (k = the unroll's length).
+    It is ``meta_train``'s default ``schedule``; another (same arguments, same form) trains other updates (the
+    errata chapter's defect c).
     """
     check_int("steps", steps)
     check_int("unroll", unroll)
     if unroll > steps:
         raise ValueError(f"unroll={unroll} must not exceed steps={steps}")
-    if not meta_update_schedule_bug:
-        return [(range(s, min(s + unroll, steps)), min(unroll, steps - s)) for s in range(0, steps, unroll)]
-    boundaries = list(range(0, steps, unroll))
-    segments = [(range(0, 1), 0)]  # update 0: the meta-step at iteration 0 has no gradient to take
-    for b, nxt in zip(boundaries, boundaries[1:]):
-        segments.append((range(b + 1, nxt + 1), nxt - b - 1))  # ends with the untrained boundary update nxt
-    if boundaries[-1] + 1 < steps:
-        segments.append((range(boundaries[-1] + 1, steps), 0))
-    return segments
+    return [(range(s, min(s + unroll, steps)), min(unroll, steps - s)) for s in range(0, steps, unroll)]
 
 
 @dataclass
@@ -65,7 +57,7 @@ class TrajectoryResult:
 
 def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer, tasks: TaskBatch,
                      steps: int = 100, unroll: int = 20, grad_clip: float | None = None,
-                     meta_update_schedule_bug: bool = False) -> TrajectoryResult:
+                     schedule: Schedule = unroll_segments) -> TrajectoryResult:
     """Meta-train ``lstm`` on one trajectory of ``tasks`` (see the module docstring).
 
     Numerical guard: a NaN/inf optimizee loss or meta-gradient is reported (NonFiniteWarning, with the
@@ -73,7 +65,7 @@ def train_trajectory(lstm: LSTMOptimizer, meta_optimizer: torch.optim.Optimizer,
     trajectory is dropped too (all counted in ``skipped_updates``). ``grad_clip`` optionally clips the
     meta-gradient norm.
     """
-    segments = unroll_segments(steps, unroll, meta_update_schedule_bug)
+    segments = schedule(steps, unroll)
     theta = tasks.initial_params().requires_grad_(True)
     loss = tasks.loss(theta, 0)
     (grad,) = torch.autograd.grad(loss.sum(), theta)
@@ -180,7 +172,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
                trajectories_per_epoch: int = 20, tasks_per_trajectory: int = 1, steps: int = 100,
                unroll: int = 20, n_val_tasks: int = 20, seed: int = 0, grad_clip: float | None = None,
                progress: bool = True, checkpoint_path: str | Path | None = None,
-               meta_update_schedule_bug: bool = False, snapshot_budgets=(), restarts: int = 0) -> MetaTrainResult:
+               schedule: Schedule = unroll_segments, snapshot_budgets=(), restarts: int = 0) -> MetaTrainResult:
     """Meta-train an LSTM optimizer on ``family``'s meta-train tasks, selecting by meta-validation.
 
     ``config`` and ``meta_lr`` default to the family's (no preprocessing, scale 1.0, lr 0.003 on
@@ -211,7 +203,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     check_int("n_val_tasks", n_val_tasks)
     check_seed("seed", seed)
     check_int("restarts", restarts, minimum=0)
-    unroll_segments(steps, unroll)
+    schedule(steps, unroll)
     if grad_clip is not None:
         check_positive_float("grad_clip", grad_clip)
     for budget in snapshot_budgets:
@@ -231,7 +223,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     signature = dict(family=family.describe(), config=config.to_dict(), meta_lr=meta_lr, epochs=epochs,
                      trajectories_per_epoch=trajectories_per_epoch, tasks_per_trajectory=tasks_per_trajectory,
                      steps=steps, unroll=unroll, n_val_tasks=n_val_tasks, seed=seed, grad_clip=grad_clip,
-                     **({"meta_update_schedule_bug": True} if meta_update_schedule_bug else {}),
+                     **({"schedule": schedule.__name__} if schedule is not unroll_segments else {}),
                      **({"snapshot_budgets": sorted(snapshot_budgets)} if snapshot_budgets else {}),
                      **({"restarts": restarts} if restarts else {}))
     saved = _load_training_state(checkpoint_path, signature) if checkpoint_path else None
@@ -277,7 +269,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
         start, losses, skipped = time.perf_counter(), [], 0
         for j in range(trajectories_per_epoch):
             tasks = family.sample(tasks_per_trajectory, derive_seed("trajectory", seed, epoch, j), split="meta_train")
-            result = train_trajectory(lstm, meta_optimizer, tasks, steps, unroll, grad_clip, meta_update_schedule_bug)
+            result = train_trajectory(lstm, meta_optimizer, tasks, steps, unroll, grad_clip, schedule)
             losses.append(sum(result.unroll_losses))
             skipped += result.skipped_updates
             bar.update(1)

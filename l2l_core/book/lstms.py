@@ -1,0 +1,121 @@
+"""The chapters' LSTMs: one per meta-training seed, meta-trained as jobs (here or on Dask) or reused from its files."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from l2l_core.optimizers.checkpoint import load_optimizer, save_optimizer
+from l2l_core.io import write_frame
+from l2l_core import jobs
+from l2l_core.training.meta_train import meta_train, unroll_segments
+
+from l2l_core.book.settings import Settings
+
+def _digest(*parts) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclass
+class TrainedLSTMs:
+    """The LSTMs meta-trained from each seed, their meta-training curves, and the ones a smaller budget selects."""
+
+    lstms: dict            # meta_seed -> LSTMOptimizer (best on meta-validation)
+    history: pd.DataFrame  # per-epoch rows of every seed, with a meta_seed column
+    at_budget: dict = field(default_factory=dict)  # trajectories -> {meta_seed: LSTMOptimizer}
+
+
+def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", seeds=None, progress: bool = True,
+                config=None, schedule=None, trajectories: int | None = None,
+                snapshot_budgets=(), owner: str | None = None) -> TrainedLSTMs:
+    """One LSTM per meta-training seed (``seeds``, default ``s.meta_seeds``), trained on ``family`` or reused.
+
+    ``folder/<name>-seed<k>.pt`` is reused when it was trained with these settings, else the seed is meta-trained
+    (resuming from its training state after a crash) and saved, with its curve in ``history-<name>-seed<k>.csv``.
+    ``trajectories`` overrides the budget (a multiple of ``s.trajectories_per_epoch``); ``snapshot_budgets``
+    also keeps ``<name>-seed<k>-at<B>.pt``, the LSTM that a run of B trajectories selects (same trajectories).
+    ``config`` and ``schedule`` go to ``meta_train`` (the errata chapter's defects; None: the usual ones).
+    The seeds still to train run as jobs (:class:`SeedJob`, ``jobs.run_jobs``): here, or on a Dask cluster
+    when ``L2L_SCHEDULER`` says so; either way the LSTMs are then read from their files.
+    ``owner`` names the chapter whose folder this is when another chapter reads it: then nothing is trained
+    (chapters never write into each other) and missing or differently trained LSTMs raise an error saying what
+    to run.
+    """
+    folder = Path(folder).resolve()  # absolute: a job may run on a worker with another working folder
+    epochs = s.meta_epochs if trajectories is None else trajectories // s.trajectories_per_epoch
+    training = {**s.training(), "meta_epochs": epochs,
+                **({"config": config.to_dict()} if config is not None else {}),
+                **({"schedule": schedule.__name__} if schedule is not None else {})}
+    seeds = list(s.meta_seeds if seeds is None else seeds)
+    job = SeedJob(family, s, folder, name, training, config, schedule or unroll_segments, epochs, tuple(snapshot_budgets),
+                  progress and jobs.scheduler() == "serial")
+    todo = [seed for seed in seeds if not job.done(seed)]
+    if owner and todo:
+        raise FileNotFoundError(
+            f"this chapter reads chapter {owner}'s LSTMs from {folder}, but meta-training seeds {todo} are missing "
+            f"there or were trained with other settings (profile {s.profile!r}, {s.training()}); run "
+            f"notebooks/{owner}.ipynb with the same parameters first (make reproduce runs the chapters in order)")
+    if todo:
+        folder.mkdir(parents=True, exist_ok=True)
+    jobs.run_jobs(job, todo, label=f"meta-train {name}")
+    lstms, histories, at_budget = {}, [], {b: {} for b in snapshot_budgets}
+    for seed in seeds:
+        path, snapshots, history_path = job.paths(seed)
+        lstms[seed] = load_optimizer(path, device=s.device)[0]
+        for b, p in snapshots.items():
+            at_budget[b][seed] = load_optimizer(p, device=s.device)[0]
+        histories.append(pd.read_csv(history_path))
+    return TrainedLSTMs(lstms, pd.concat(histories, ignore_index=True), at_budget)
+
+
+@dataclass(frozen=True)
+class SeedJob:
+    """Meta-train one seed's LSTM and write its files (curve, snapshots, then the LSTM last): one job of
+    :func:`train_seeds`, picklable so that it can run on a Dask worker (``jobs.run_jobs``)."""
+
+    family: object
+    s: Settings
+    folder: Path
+    name: str
+    training: dict
+    config: object
+    schedule: object  # (steps, unroll) -> segments, meta_train's schedule (a module-level function: picklable)
+    epochs: int
+    snapshot_budgets: tuple
+    progress: bool
+
+    def wanted(self, seed: int) -> dict:
+        return dict(training=self.training, family=self.family.describe(), meta_seed=seed)
+
+    def paths(self, seed: int):
+        """The LSTM's file, its snapshots' files by budget, and its meta-training curve's file."""
+        return (self.folder / f"{self.name}-seed{seed}.pt",
+                {b: self.folder / f"{self.name}-seed{seed}-at{b}.pt" for b in self.snapshot_budgets},
+                self.folder / f"history-{self.name}-seed{seed}.csv")
+
+    def done(self, seed: int) -> bool:
+        """Whether this seed's files exist and were trained with these settings (then it is not redone)."""
+        path, snapshots, history_path = self.paths(seed)
+        files = [path, *snapshots.values()]
+        wanted = self.wanted(seed)
+        return history_path.is_file() and all(p.is_file() for p in files) and all(
+            {k: load_optimizer(p)[1]["metadata"].get(k) for k in wanted} == wanted for p in files)
+
+    def __call__(self, seed: int) -> None:
+        path, snapshots, history_path = self.paths(seed)
+        wanted = self.wanted(seed)
+        s = self.s
+        result = meta_train(self.family, config=self.config, meta_lr=s.meta_lr, epochs=self.epochs,
+                            trajectories_per_epoch=s.trajectories_per_epoch, tasks_per_trajectory=s.tasks_per_trajectory,
+                            steps=s.train_steps, unroll=s.unroll, n_val_tasks=s.n_val_tasks, seed=seed,
+                            progress=self.progress, schedule=self.schedule,
+                            snapshot_budgets=self.snapshot_budgets, restarts=s.restarts,
+                            checkpoint_path=self.folder / f"training_state-{_digest(wanted, list(self.snapshot_budgets))}.pt")
+        write_frame(result.history.assign(meta_seed=seed), history_path)
+        for b, p in snapshots.items():
+            save_optimizer(p, result.best_within_budget(b), seed=seed, **wanted, trajectories=b)
+        save_optimizer(path, result.best, seed=seed, **wanted, best_epoch=result.best_epoch)

@@ -1,0 +1,110 @@
+"""Bookkeeping a chapter page needs and a reader need not see: the profile note, glued numbers, data sources,
+the long-run figure, and the book's claim table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from l2l_core.book.experiment import ExperimentResult
+from l2l_core.book.settings import REPO_ROOT, TRAINING, Settings, mlp_family
+
+LONG_RUN_DIR = REPO_ROOT / "book" / "data" / "long_run"
+
+
+def long_run_figure(s: Settings, folder: str | Path = LONG_RUN_DIR):
+    """The meta-training curves measured at the thesis' budget (tools/long_meta_training.py), with this profile's
+    budget marked; None when no such measurement is stored."""
+    from l2l_core.book.plotting import plot_meta_training
+
+    files = sorted(Path(folder).glob("history-*.csv"))
+    if not files:
+        return None
+    parts = [f.stem.removeprefix("history-").rsplit("-seed", 1) for f in files]
+    history = pd.concat([pd.read_csv(f).assign(setting=family, meta_seed=int(seed))
+                         for f, (family, seed) in zip(files, parts)], ignore_index=True)
+    fig = plot_meta_training(history)
+    for ax, setting in zip(fig.axes, dict.fromkeys(history["setting"])):
+        kind = "quadratic" if setting.startswith("quadratic") else "mlp"
+        budget = TRAINING[kind][s.profile]
+        ax.axvline(budget["meta_epochs"] * budget["trajectories_per_epoch"], color="k", ls="--", lw=1)
+    return fig
+
+
+def split_facts(result: ExperimentResult) -> pd.DataFrame:
+    """How many images each setting's splits hold (the tuning split feeds minibatches from half of it) and how
+    balanced the evaluation split is: the share of its images in the rarest quarter of the classes (25% if even)."""
+    from l2l_core.tasks.data import meta_split_indices
+
+    rows = []
+    for label in result.sources:
+        dataset = next(v for k, v in {"MNIST": "mnist", "Fashion-MNIST": "fashion_mnist", "EMNIST Letters":
+                                      "emnist_letters", "CIFAR-10": "cifar10", "SVHN": "svhn"}.items()
+                       if label.startswith(k + " "))
+        data = mlp_family(result.settings, dataset=dataset).data
+        splits = meta_split_indices(data)
+        part, test_rows = splits["test"]
+        counts = torch.bincount(data.y_test[test_rows], minlength=data.n_classes).sort().values
+        rare = counts[: max(1, data.n_classes // 4)].sum().item() / counts.sum().item()
+        rows.append({"setting": label, "meta-train images": len(splits["meta_train"][1]),
+                     "tuning (meta-val) images": len(splits["meta_val"][1]),
+                     "tuning images feeding minibatches": len(splits["meta_val"][1]) // 2,
+                     "evaluation images": len(test_rows),
+                     "classes in evaluation": f"{int((counts > 0).sum())} of {data.n_classes}",
+                     "share of evaluation images in the rarest quarter of classes": f"{100 * rare:.1f}%"})
+    return pd.DataFrame(rows)
+
+
+def data_sources(result: ExperimentResult):
+    """Markdown listing which files each setting read, and which settings were not run and why."""
+    from IPython.display import Markdown
+
+    from l2l_core.tasks.data import resolve_data_root
+
+    root = str(resolve_data_root(result.settings.data_root))  # the page names no folder of the machine that ran it
+    lines = [f"- **{label}**: {source}" for label, source in result.sources.items()]
+    lines += [f"- **{label}**: {reason}" for label, reason in result.skipped.items()]
+    return Markdown("Data used:\n\n" + "\n".join(lines).replace(root, "<data root>"))
+
+
+# ------------------------------------------------------------------ what notebooks display
+def profile_note(s: Settings):
+    """A one-line Markdown banner saying what this run's numbers can be trusted for."""
+    from IPython.display import Markdown
+
+    text = {
+        "smoke": "**Profile `smoke`**: a seconds-long pipeline check. Its numbers mean nothing; run `full` for results.",
+        "quick": "**Profile `quick`**: a first answer in minutes, with fewer seeds, tasks and meta-training than `full`.",
+        "full": "**Profile `full`**: the settings the book reports.",
+    }[s.profile]
+    n = len(s.seeds) * s.n_tasks
+    return Markdown(f"{text} Evaluation: {len(s.seeds)} seeds x {s.n_tasks} held-out tasks = {n} runs per "
+                    f"optimizer, {s.steps} steps; meta-training: {s.meta_epochs} epochs x "
+                    f"{s.trajectories_per_epoch} trajectories of {s.train_steps} steps (unroll {s.unroll}).")
+
+
+CLAIM_COLUMNS = ["experiment", "setting", "claim", "thesis", "source", "test", "ours", "seeds", "verdict"]
+
+
+def glue_result(result: ExperimentResult) -> None:
+    """Glue the claims table and each verdict under '<name>.claims' and '<name>.verdict.<i>' for the book."""
+    from myst_nb import glue
+
+    name = result.settings.name
+    glue(f"{name}.claims", result.claims[CLAIM_COLUMNS].style.hide(axis="index"), display=False)
+    for i, row in result.claims.iterrows():
+        glue(f"{name}.verdict.{i}", row["verdict"], display=False)
+        glue(f"{name}.ours.{i}", row["ours"], display=False)
+    glue(f"{name}.minutes", f"{result.seconds / 60:.1f}", display=False)
+
+
+def collect_claims(results_root: str | Path) -> pd.DataFrame:
+    """Every experiment's claims.csv under ``results_root``, in experiment order."""
+    files = sorted(Path(results_root).glob("*/claims.csv"))
+    if not files:
+        raise FileNotFoundError(f"results_root={str(results_root)!r} holds no */claims.csv; run the experiment notebooks first")
+    table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    text = table.select_dtypes(include="object").columns
+    table[text] = table[text].fillna("")
+    return table

@@ -1,0 +1,1 @@
+"""What is optimised: quadratic and MLP task families (optimizees), and the image data sets behind them."""

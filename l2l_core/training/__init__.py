@@ -1,0 +1,1 @@
+"""Meta-training: the LSTM learns to optimise by gradient descent through unrolled optimisation trajectories."""
