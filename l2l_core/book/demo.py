@@ -18,27 +18,32 @@ def mnist_mlp(seed: int, hidden: int = 20) -> nn.Sequential:
     return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.Sigmoid(), nn.Linear(hidden, 10))
 
 
+def mnist_batches(steps: int, seed: int, batch_size: int = 128, data_root=None):
+    """``steps`` minibatches (images, labels) of MNIST test images, drawn with replacement by ``seed``: the held-out
+    images the book evaluates on (the LSTMs were meta-trained on training images)."""
+    check_int("steps", steps)
+    check_seed("seed", seed)
+    data = load_image_data("mnist", data_root)
+    _, rows_all = meta_split_indices(data)["test"]
+    batches = rows_all[torch.randint(len(rows_all), (steps, batch_size), generator=torch.Generator().manual_seed(seed))]
+    for rows in batches:
+        yield data.x_test[rows], data.y_test[rows]
+
+
 def train_side_by_side(optimizers: dict, seeds=(0, 1, 2), steps: int = 200, batch_size: int = 128,
                        data_root=None) -> pd.DataFrame:
-    """Train a fresh ``mnist_mlp(seed)`` with each ``{label: make_optimizer(params)}`` on MNIST-test minibatches.
+    """Train a fresh ``mnist_mlp(seed)`` with each ``{label: make_optimizer(params)}`` on ``mnist_batches``.
 
     The usual loop (``loss.backward(); opt.step(); opt.zero_grad()``); every optimizer sees the same
     initial weights and minibatches for a seed. Returns rows (optimizer, seed, task=0, step, loss).
     """
-    check_int("steps", steps)
-    data = load_image_data("mnist", data_root)
-    _, rows_all = meta_split_indices(data)["test"]
     frames = []
     for seed in seeds:
-        check_seed("seed", seed)
-        g = torch.Generator().manual_seed(seed)
-        batches = rows_all[torch.randint(len(rows_all), (steps, batch_size), generator=g)]
         for label, make in optimizers.items():
             model = mnist_mlp(seed)
             opt = make(model.parameters())
             losses = []
-            for t in range(steps):
-                x, y = data.x_test[batches[t]], data.y_test[batches[t]]
+            for x, y in mnist_batches(steps, seed, batch_size, data_root):
                 loss = nn.functional.cross_entropy(model(x), y)
                 losses.append(loss.item())
                 opt.zero_grad()

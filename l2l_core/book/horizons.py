@@ -141,13 +141,20 @@ class HorizonResult:
                             title="loss against wall-clock time, per-step cost measured in this run"))
 
 
-def run_long_horizons(s: Settings, datasets=DATASETS, progress: bool = True) -> HorizonResult:
-    """Run the MNIST-trained LSTM and tuned baselines for ``s.steps`` steps on each data set (see module docstring)."""
+@dataclass
+class LongRuns:
+    """Every optimizer's losses over the long horizon on each data set, its seconds per step, the data sets not run."""
+
+    frame: pd.DataFrame
+    costs: pd.DataFrame
+    skipped: dict
+    seconds: float
+
+
+def long_runs(s: Settings, lstms: dict, datasets=DATASETS, progress: bool = True) -> LongRuns:
+    """Run ``lstms`` (meta_seed -> LSTM) and the tuned baselines for ``s.steps`` steps on each data set, and time
+    one step of each."""
     start = time.perf_counter()
-    out = Path(s.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(s.to_dict(), out / "settings.json")
-    lstms = mnist_lstms(s, progress=progress).lstms
     frames, costs, skipped = [], [], {}
     for dataset in datasets:
         family = mlp_family(s, dataset=dataset)
@@ -165,19 +172,31 @@ def run_long_horizons(s: Settings, datasets=DATASETS, progress: bool = True) -> 
                    "seconds_per_step": seconds_per_step(next(iter(opt.values())) if isinstance(opt, dict) else opt,
                                                         family, steps=min(100, s.steps))}
                   for name, opt in optimizers.items()]
-    frame = pd.concat(frames, ignore_index=True)
     costs = pd.DataFrame(costs)
     sgd = costs[costs.optimizer == "SGD"].set_index("setting").seconds_per_step
     costs["relative to SGD"] = costs.seconds_per_step / costs.setting.map(sgd)
-    table = advantage_table(frame, costs)
+    return LongRuns(pd.concat(frames, ignore_index=True), costs, skipped, time.perf_counter() - start)
+
+
+def horizon_result(s: Settings, runs: LongRuns) -> HorizonResult:
+    """Where the LSTM's advantage holds and where it breaks, by step and by wall-clock; written to the results."""
+    out = Path(s.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(s.to_dict(), out / "settings.json")
+    table = advantage_table(runs.frame, runs.costs)
     notes = breaking_points(table)
-    write_frame(frame, out / "losses.parquet")
-    write_frame(costs, out / "costs.csv")
+    write_frame(runs.frame, out / "losses.parquet")
+    write_frame(runs.costs, out / "costs.csv")
     write_frame(table, out / "advantage.csv")
-    result = HorizonResult(s, frame, costs, table, notes, skipped, time.perf_counter() - start, peak_rss_mb())
-    write_json({"seconds": result.seconds, "peak_rss_mb": result.peak_rss_mb, "skipped": skipped, "notes": notes},
-               out / "run.json")
+    result = HorizonResult(s, runs.frame, runs.costs, table, notes, runs.skipped, runs.seconds, peak_rss_mb())
+    write_json({"seconds": result.seconds, "peak_rss_mb": result.peak_rss_mb, "skipped": runs.skipped,
+                "notes": notes}, out / "run.json")
     return result
+
+
+def run_long_horizons(s: Settings, datasets=DATASETS, progress: bool = True) -> HorizonResult:
+    """The chapter in one call (the notebook shows the steps): chapter 02's LSTMs, their long runs, the verdicts."""
+    return horizon_result(s, long_runs(s, mnist_lstms(s, progress=progress).lstms, datasets, progress))
 
 
 def table_text(table: pd.DataFrame) -> pd.DataFrame:
