@@ -110,3 +110,23 @@ def test_the_meta_training_figure_draws_an_abandoned_attempt_dotted_and_selects_
     assert len(solid) == 1 and list(solid[0].get_xdata()) == [20, 40, 60]
     best = [line for line in ax.lines if line.get_marker() == "o"]
     assert [(b.get_xdata()[0], b.get_ydata()[0]) for b in best] == [(60, 80.0)]
+
+
+def test_a_restart_draws_its_own_trajectories_and_attempt_zero_keeps_a_plain_runs(monkeypatch):
+    """Under the first rule a restart reused its trajectories, and MNIST seed 4 stayed stuck through five fresh
+    LSTMs: the trajectories kept it there. Each attempt now draws its own; attempt 0 draws those of a run without
+    restarts (so a seed that learns at once is unchanged)."""
+    fam = QuadraticFamily()
+    drawn, real = [], QuadraticFamily.sample
+
+    def recording(self, n, seed, split="meta_train"):
+        if split == "meta_train":
+            drawn.append(seed)
+        return real(self, n, seed, split=split)
+
+    monkeypatch.setattr(QuadraticFamily, "sample", recording)
+    meta_train(fam, meta_lr=FROZEN, seed=4, restarts=2, **KW)
+    per_attempt = [drawn[0:2], drawn[2:4], drawn[4:8]]  # attempts 0 and 1: one epoch; attempt 2: two
+    assert per_attempt[0] == [mt.trajectory_seed(4, 0, 1, j) for j in range(2)]
+    assert per_attempt[0] == [derive_seed("trajectory", 4, 1, j) for j in range(2)]
+    assert len({s for part in per_attempt for s in part}) == 8  # no attempt sees another's trajectories

@@ -8,6 +8,7 @@ from pathlib import Path
 from l2l_core.checks import check_choice, check_int, check_positive_float, check_seed
 from l2l_core.tasks.data import dataset_shape
 from l2l_core.tasks.families import MLPFamily, QuadraticFamily
+from l2l_core.training.meta_train import RESTART_RULE
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +114,7 @@ class Settings:
         """The meta-training arguments of one seed's LSTM (a checkpoint is reused only if these match)."""
         keys = ("meta_epochs", "trajectories_per_epoch", "tasks_per_trajectory", "train_steps", "unroll",
                 "n_val_tasks", "meta_lr", "restarts")
-        return {k: getattr(self, k) for k in keys}
+        return {**{k: getattr(self, k) for k in keys}, **({"restart_rule": RESTART_RULE} if self.restarts else {})}
 
     @property
     def trajectories(self) -> int:

@@ -191,8 +191,8 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
 
     ``restarts``: an LSTM still stuck after its first epoch (validation not ``RESTART_MIN_GAIN`` below the
     better of its untrained score and the do-nothing score: on the thesis-initialised MLP some initialisations
-    learn to leave the optimizee on its plateau) is replaced by a fresh one (initialised from ``derive_seed("restart", seed, k)``, new Adam, same
-    trajectories), at most ``restarts`` times. The history keeps every attempt (column ``attempt``; its
+    learn to leave the optimizee on its plateau) is replaced by a fresh one (initialised from
+    ``derive_seed("restart", seed, k)``, new Adam, its own trajectories: ``trajectory_seed``), at most ``restarts`` times. The history keeps every attempt (column ``attempt``; its
     ``trajectories`` counts all trajectories seen); selection and ``snapshot_budgets`` are the last attempt's.
     """
     config = config or family.default_lstm
@@ -225,7 +225,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
                      steps=steps, unroll=unroll, n_val_tasks=n_val_tasks, seed=seed, grad_clip=grad_clip,
                      **({"schedule": schedule.__name__} if schedule is not unroll_segments else {}),
                      **({"snapshot_budgets": sorted(snapshot_budgets)} if snapshot_budgets else {}),
-                     **({"restarts": restarts} if restarts else {}))
+                     **({"restarts": restarts, "restart_rule": RESTART_RULE} if restarts else {}))
     saved = _load_training_state(checkpoint_path, signature) if checkpoint_path else None
     if saved:
         attempt = saved.get("attempt", 0)
@@ -268,7 +268,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
     while epoch <= epochs:
         start, losses, skipped = time.perf_counter(), [], 0
         for j in range(trajectories_per_epoch):
-            tasks = family.sample(tasks_per_trajectory, derive_seed("trajectory", seed, epoch, j), split="meta_train")
+            tasks = family.sample(tasks_per_trajectory, trajectory_seed(seed, attempt, epoch, j), split="meta_train")
             result = train_trajectory(lstm, meta_optimizer, tasks, steps, unroll, grad_clip, schedule)
             losses.append(sum(result.unroll_losses))
             skipped += result.skipped_updates
@@ -287,7 +287,7 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
             lstm, meta_optimizer, best_score, reference, best_state = start_attempt()
             best_epoch, within = 0, {}
             save_state(0)
-            continue  # epoch stays 1: the new LSTM sees the same trajectories
+            continue  # epoch stays 1: the new LSTM starts its own first epoch, on its own trajectories
         if epoch * trajectories_per_epoch in snapshot_budgets:
             within[epoch * trajectories_per_epoch] = dict(state=copy.deepcopy(best_state), epoch=best_epoch)
         save_state(epoch)
@@ -303,6 +303,20 @@ def meta_train(family, config: LSTMConfig | None = None, meta_lr: float | None =
 
 
 RESTART_MIN_GAIN = 0.01  # a first epoch that improves validation by less than 1% has not started to learn
+
+
+# Version of the restart rule, part of every signature with restarts: files of an earlier rule are not reused.
+# 2 (2026-11-29): a restart also draws fresh trajectories. Under rule 1 (same trajectories) MNIST seed 4 stayed
+# stuck through four restarts, five fresh LSTMs in all: what kept it there was its trajectories, not its LSTM.
+RESTART_RULE = 2
+
+
+def trajectory_seed(seed: int, attempt: int, epoch: int, index: int) -> int:
+    """The seed of trajectory ``index`` of ``epoch``: a function of the meta-training seed, so a run resumes and
+    repeats exactly; a restart (``attempt`` > 0) draws its own, attempt 0 those of a run without restarts."""
+    if attempt == 0:
+        return derive_seed("trajectory", seed, epoch, index)
+    return derive_seed("restart trajectory", seed, attempt, epoch, index)
 
 
 def is_stuck(score: float, reference: float) -> bool:
