@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from l2l_core.book.tables import tidy
 from l2l_core.evaluation.tuning import tune_all
 from l2l_core.evaluation.claims import Claim, check_claims
 from l2l_core.tasks.data import DatasetNotFoundError
@@ -43,8 +44,8 @@ class ExperimentResult:
             parts.append(table)
         return pd.concat(parts, ignore_index=True)
 
-    def summary_text(self) -> pd.DataFrame:
-        """``summary`` with each metric as 'mean [lo, hi]' strings, for display."""
+    def summary_text(self):
+        """``summary`` with each metric as 'mean [lo, hi]' strings, for display (``tables.tidy``)."""
         table = self.summary()
         out = table[["setting", "optimizer", "lr"]].copy()
         out["lr"] = out["lr"].map(lambda v: "meta-trained" if pd.isna(v) else f"{v:g}")
@@ -52,7 +53,7 @@ class ExperimentResult:
             out[metric] = [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in
                            zip(table[metric], table[f"{metric} lo"], table[f"{metric} hi"])]
         out["diverged runs"] = table["diverged"] if "diverged" in table else 0
-        return out
+        return tidy(out)
 
     def figure(self, title: str | None = None):
         """Loss against step on the held-out tasks, one panel per setting (LSTM: all meta-training seeds)."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from l2l_core.book.tables import tidy
 from l2l_core.book.experiment import ExperimentResult
 from l2l_core.book.settings import REPO_ROOT, TRAINING, Settings, mlp_family
 
@@ -32,7 +33,7 @@ def long_run_figure(s: Settings, folder: str | Path = LONG_RUN_DIR):
     return fig
 
 
-def split_facts(result: ExperimentResult) -> pd.DataFrame:
+def split_facts(result: ExperimentResult):
     """How many images each setting's splits hold (the tuning split feeds minibatches from half of it) and how
     balanced the evaluation split is: the share of its images in the rarest quarter of the classes (25% if even)."""
     from l2l_core.tasks.data import meta_split_indices
@@ -53,7 +54,7 @@ def split_facts(result: ExperimentResult) -> pd.DataFrame:
                      "evaluation images": len(test_rows),
                      "classes in evaluation": f"{int((counts > 0).sum())} of {data.n_classes}",
                      "share of evaluation images in the rarest quarter of classes": f"{100 * rare:.1f}%"})
-    return pd.DataFrame(rows)
+    return tidy(pd.DataFrame(rows))
 
 
 def data_sources(result: ExperimentResult):
@@ -92,7 +93,7 @@ def glue_result(result: ExperimentResult) -> None:
     from myst_nb import glue
 
     name = result.settings.name
-    glue(f"{name}.claims", result.claims[CLAIM_COLUMNS].style.hide(axis="index"), display=False)
+    glue(f"{name}.claims", tidy(result.claims[CLAIM_COLUMNS]), display=False)
     for i, row in result.claims.iterrows():
         glue(f"{name}.verdict.{i}", row["verdict"], display=False)
         glue(f"{name}.ours.{i}", row["ours"], display=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from l2l_core.book.tables import tidy
 from l2l_core.book.pages import CLAIM_COLUMNS, collect_claims
 from l2l_core.book.settings import REPO_ROOT
 
@@ -27,9 +28,12 @@ def glue_conclusions(claims: pd.DataFrame) -> pd.DataFrame:
     for verdict in ("holds", "does not hold", "inconclusive"):
         glue(f"conclusions.{verdict.replace(' ', '_')}", str(int(counts.get(verdict, 0))), display=False)
     glue("conclusions.profiles", ", ".join(sorted(set(claims["profile"]))), display=False)
-    table = claims[CLAIM_COLUMNS].rename(columns={"verdict": "verdict (this claim alone)"})
+    # two tables, so the thesis' long quotes do not squeeze the verdicts: the verdicts, then where each claim comes from
+    table = claims[[c for c in CLAIM_COLUMNS if c not in ("thesis", "source")]].rename(
+        columns={"verdict": "verdict (this claim alone)"})
     table["verdict (Holm, the book's)"] = claims["verdict_holm"]
-    glue("conclusions.table", table.style.hide(axis="index"), display=False)
+    glue("conclusions.table", tidy(table), display=False)
+    glue("conclusions.sources", tidy(claims[["experiment", "claim", "thesis", "source"]]), display=False)
     glue("conclusions.tested", str(int(claims["p_holds"].notna().sum())), display=False)
     return claims
 
