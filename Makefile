@@ -14,7 +14,7 @@ PROFILE ?= full
 # Other targets (tests, bench) run serially unless L2L_SCHEDULER says otherwise.
 SCHEDULER ?= $(or $(L2L_SCHEDULER),local)
 
-.PHONY: install test test-fast reproduce book bench clean
+.PHONY: install test test-fast reproduce book bench bench-avx2 clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ book: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_bench.py
 	$(PY) bench/jobs_bench.py
+
+# The AVX2 build of the kernels timed on this CPU (on an AVX-512 CPU: the other instruction set), beside make bench's.
+bench-avx2: $(STAMP)
+	L2L_KERNEL_CFLAGS=-march=haswell $(PY) bench/run_bench.py --out bench/results-avx2.json
 
 clean:
 	rm -rf _build build .pytest_cache

@@ -5,8 +5,10 @@ preprocessing on) for the plain reference, for the engine with its fused LSTM la
 and on, median of ``--repeats``; evaluation of the LSTM (kernels on and off) and of the four baselines
 on MNIST test tasks, one at a time and together (as ``compare`` runs them); one drop-in optimizer step
 (LearnedOptimizer against Adam) on an MLP and on a small CNN with many tensors. All in one process, so the rows
-compare like with like. The CPU and its vector instruction sets are recorded with the numbers; to time the AVX2
-build on an AVX-512 CPU, run with L2L_KERNEL_CFLAGS=-march=haswell.
+compare like with like. The CPU, its vector instruction sets and the kernels' compile flags are recorded with the
+numbers; ``make bench-avx2`` times the AVX2 build on an AVX-512 CPU (L2L_KERNEL_CFLAGS=-march=haswell) into
+bench/results-avx2.json. The floor: a large float32 matmul's GFLOP/s at the same thread count; each LSTM workload's
+``ratio_over_matmul_floor`` is how far its nominal GFLOP/s stay below it.
 
 GFLOP/s are nominal: the LSTM's matmul FLOPs of the mathematics (forward; a trajectory counts backward as
 twice forward), whatever an implementation actually executes (the fused kernels recompute the gates in
@@ -36,6 +38,7 @@ from l2l_core.optimizers.drop_in import LearnedOptimizer
 
 from reference import PlainLSTMOptimizer, plain_trajectory
 
+MATMUL_N = 2048  # the floor's square matmul: large enough to run at the BLAS's peak on these CPUs
 # FLOPs of one coordinate's LSTM step (2 layers x 20 units, 2 inputs): gate matmuls + output
 FORWARD_FLOP_PER_COORD = 2 * (22 * 80 + 40 * 80 + 20)
 
@@ -92,7 +95,7 @@ def main() -> None:
     tasks = family.sample(1, 0, split="meta_train")
     results = {"machine": {"cpu": _cpu_model(), "instruction_sets": _vector_isa(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__, "l2l_core": l2l_core.__version__,
-                           "fused_kernels": _kernel_status()},
+                           "fused_kernels": _kernel_status(), "kernel_flags": " ".join(fused.compile_flags())},
                "workloads": {}}
 
     def record(name, seconds, flop=None, **extra):
@@ -102,6 +105,11 @@ def main() -> None:
         results["workloads"][name] = entry
         print(f"{name:45s} {entry['median_s']:8.3f} s" + (f"  {entry['gflop_per_s']:6.1f} GFLOP/s" if flop else ""),
               flush=True)
+
+    # the floor: a large float32 matmul at this thread count (what the LSTM's gate matmuls could reach at best)
+    m = torch.randn(MATMUL_N, MATMUL_N)
+    record(f"matmul floor, float32 {MATMUL_N}x{MATMUL_N}", timed(lambda: m @ m, args.repeats), 2 * MATMUL_N ** 3)
+    floor_gflops = results["workloads"][f"matmul floor, float32 {MATMUL_N}x{MATMUL_N}"]["gflop_per_s"]
 
     # forward + backward through the LSTM ~ 3x forward, over 100 steps
     traj_flop = 3 * FORWARD_FLOP_PER_COORD * tasks.dim * 100
@@ -120,11 +128,14 @@ def main() -> None:
     w = results["workloads"]
     w["meta-train trajectory, engine"]["ratio_engine_over_reference"] = (
         w["meta-train trajectory, engine"]["median_s"] / w["meta-train trajectory, plain reference"]["median_s"])
+    w["meta-train trajectory, engine"]["ratio_over_matmul_floor"] = floor_gflops / w["meta-train trajectory, engine"]["gflop_per_s"]
 
     n, T = args.eval_tasks, args.eval_steps
     eval_flop = FORWARD_FLOP_PER_COORD * tasks.dim * n * T
     record(f"evaluate LSTM, {n} MNIST tasks x {T} steps",
            timed(lambda: evaluate(engine, family, n_tasks=n, steps=T), 1), eval_flop)
+    w[f"evaluate LSTM, {n} MNIST tasks x {T} steps"]["ratio_over_matmul_floor"] = (
+        floor_gflops / w[f"evaluate LSTM, {n} MNIST tasks x {T} steps"]["gflop_per_s"])
     if args.compare_plain:
         fused.set_enabled(False)
         record(f"evaluate LSTM without fused kernels, {n} MNIST tasks x {T} steps",

@@ -35,3 +35,12 @@ def test_more_cores_never_take_longer_and_never_beat_the_floor():
     assert (table.minutes >= table.floor_minutes - 1e-9).all()
     with pytest.raises(ValueError, match="rates lacks"):
         scaling.job_inventory("thesis", {"mlp_trajectory": 1.0})
+
+
+def test_no_schedule_beats_the_bound_and_the_bound_is_the_work_or_the_longest_job():
+    table = scaling.scaling_table("thesis", RATES, cores=(1, 2, 16, 1024))
+    inventory = scaling.job_inventory("thesis", RATES)
+    assert (table.minutes >= table.any_schedule_bound_minutes - 1e-9).all()
+    assert (table.across_notebooks_minutes >= table.any_schedule_bound_minutes - 1e-9).all()
+    assert table.any_schedule_bound_minutes.iloc[0] == pytest.approx(inventory.seconds.sum() / 60)  # one core
+    assert table.any_schedule_bound_minutes.iloc[-1] == pytest.approx(inventory.seconds.max() / 60)  # many cores

@@ -40,6 +40,11 @@ _state: dict = {}
 _enabled = [True]
 
 
+def compile_flags() -> list[str]:
+    """The flags the kernels are (or will be) compiled with, L2L_KERNEL_CFLAGS included (for bench records)."""
+    return list(_FLAGS)
+
+
 def set_enabled(flag: bool) -> bool:
     """Use (True) or bypass (False) the kernels from now on in this process; returns the previous setting.
     For comparisons and tests; ``L2L_FUSED=0`` in the environment switches them off before any compile."""
