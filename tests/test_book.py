@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from l2l_core.book import reproduce
+from l2l_core.book import progress, reproduce
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +43,9 @@ def test_terminal_shows_progress_and_a_summary_without_noise(smoke_build):
 
 def test_time_left_adds_the_last_runs_times_and_knows_when_it_cannot():
     previous = pd.DataFrame({"notebook": ["a", "b", "c"], "seconds": [10.0, 20.0, float("nan")]})
-    assert reproduce.time_left(previous, ["a", "b"]) == 30.0
-    assert reproduce.time_left(previous, ["b", "c"]) is None
-    assert reproduce.time_left(previous, ["d"]) is None
+    assert progress.time_left(previous, ["a", "b"]) == 30.0
+    assert progress.time_left(previous, ["b", "c"]) is None
+    assert progress.time_left(previous, ["d"]) is None
 
 
 def test_every_notebook_is_executed_with_results_files(smoke_build):

@@ -8,14 +8,12 @@ so an interrupted run resumes where it stopped. Wall times go to ``<out>/timings
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from l2l_core.checks import check_choice
 from l2l_core.tasks.data import resolve_data_root
 from l2l_core.book.settings import PROFILES, REPO_ROOT
 from l2l_core.io import atomic_path, write_frame, write_json
+from l2l_core.book.progress import TreeMemory, minutes_text, job_lines_shown, time_left
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 # name -> notebooks whose results it reads (its stamp includes theirs)
@@ -160,89 +159,6 @@ def execute(name: str, params: dict, out: Path, progress: bool = False) -> tuple
     return time.perf_counter() - start, memory.peak_mb
 
 
-@contextlib.contextmanager
-def job_lines_shown(log: Path, prefix: str):
-    """While the block runs, the notebook's job progress lines (``jobs.report`` appends them to ``log``, named
-    by ``$L2L_JOB_LOG`` for the kernel) are printed here, in the terminal, not into the notebook."""
-    from l2l_core.jobs import LOG_ENV
-
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    before, os.environ[LOG_ENV] = os.environ.get(LOG_ENV), str(log)
-    stop = threading.Event()
-
-    def follow():
-        with open(log) as handle:
-            while True:
-                finished = stop.is_set()  # read once more after the block ended: nothing is lost
-                for line in handle:
-                    print(prefix + line.rstrip("\n").removeprefix("[jobs] "), flush=True)
-                if finished:
-                    return
-                stop.wait(1.0)
-
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        if before is None:
-            os.environ.pop(LOG_ENV, None)
-        else:
-            os.environ[LOG_ENV] = before
-
-
-class TreeMemory:
-    """Peak memory (MB) of this process's children and their descendants (a notebook's kernel and its Dask
-    workers), sampled every ``interval`` seconds in a background thread while the ``with`` block runs."""
-
-    def __init__(self, interval: float = 1.0):
-        self.interval, self.peak_mb = interval, 0.0
-        self._stop = threading.Event()
-
-    def _sample(self) -> float:
-        """Proportional set size (PSS) where the OS reports it: a page shared by n processes (torch's libraries
-        in every Dask worker) counts 1/n in each, so the sum is the memory the notebook really takes; else RSS."""
-        import psutil
-
-        total = 0
-        for child in psutil.Process().children(recursive=True):
-            try:
-                info = child.memory_full_info()
-                total += getattr(info, "pss", info.rss)
-            except psutil.AccessDenied:
-                total += child.memory_info().rss
-            except psutil.Error:  # it ended between listing and reading
-                pass
-        return total / 2**20
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            self.peak_mb = max(self.peak_mb, self._sample())
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
-def time_left(previous: pd.DataFrame, names) -> float | None:
-    """Seconds the notebooks ``names`` took in the last run (None if one of them has no earlier time)."""
-    seconds = dict(zip(previous["notebook"], pd.to_numeric(previous["seconds"], errors="coerce")))
-    values = [seconds.get(n, float("nan")) for n in names]
-    return None if any(pd.isna(v) for v in values) else float(sum(values))
-
-
-def _minutes(seconds: float | None) -> str:
-    return "unknown (no earlier run)" if seconds is None else f"{seconds / 60:.1f} min"
-
-
 def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force: bool = False) -> pd.DataFrame:
     """Execute the notebooks that are out of date; returns and writes the timings table."""
     stamp_file = out / "stamps.json"
@@ -260,7 +176,7 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
         if force or name in ALWAYS_RUN or not executed.is_file() or stamps.get(name) != stamp:
             todo[name] = (params, stamp)
     print(f"[reproduce] {len(todo)} of {len(NOTEBOOKS)} notebooks to run ({profile}); last run's time for them: "
-          f"{_minutes(time_left(previous, todo))}", flush=True)
+          f"{minutes_text(time_left(previous, todo))}", flush=True)
     progress = sys.stderr.isatty()
     for name in NOTEBOOKS:
         if name not in todo:  # not asked for, or up to date: keep its row from the last run
@@ -275,7 +191,7 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
         params, stamp = todo[name]
         left = list(todo)[list(todo).index(name):]
         print(f"[reproduce] {name}: running ({len(todo) - len(left) + 1}/{len(todo)}); time left by the last run: "
-              f"{_minutes(time_left(previous, left))}", flush=True)
+              f"{minutes_text(time_left(previous, left))}", flush=True)
         if name == "99_reproduction":  # let it show this run's timings so far
             write_frame(pd.DataFrame(rows), timings_file)
         seconds, peak_mb = execute(name, params, out, progress)

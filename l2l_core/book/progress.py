@@ -1,0 +1,93 @@
+"""What `make reproduce` shows while it runs: each notebook's job progress lines in the terminal, the peak memory
+of a notebook's process tree, and the time left by the last run's timings."""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def job_lines_shown(log: Path, prefix: str):
+    """While the block runs, the notebook's job progress lines (``jobs.report`` appends them to ``log``, named
+    by ``$L2L_JOB_LOG`` for the kernel) are printed here, in the terminal, not into the notebook."""
+    from l2l_core.jobs import LOG_ENV
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    before, os.environ[LOG_ENV] = os.environ.get(LOG_ENV), str(log)
+    stop = threading.Event()
+
+    def follow():
+        with open(log) as handle:
+            while True:
+                finished = stop.is_set()  # read once more after the block ended: nothing is lost
+                for line in handle:
+                    print(prefix + line.rstrip("\n").removeprefix("[jobs] "), flush=True)
+                if finished:
+                    return
+                stop.wait(1.0)
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if before is None:
+            os.environ.pop(LOG_ENV, None)
+        else:
+            os.environ[LOG_ENV] = before
+
+
+class TreeMemory:
+    """Peak memory (MB) of this process's children and their descendants (a notebook's kernel and its Dask
+    workers), sampled every ``interval`` seconds in a background thread while the ``with`` block runs."""
+
+    def __init__(self, interval: float = 1.0):
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> float:
+        """Proportional set size (PSS) where the OS reports it: a page shared by n processes (torch's libraries
+        in every Dask worker) counts 1/n in each, so the sum is the memory the notebook really takes; else RSS."""
+        import psutil
+
+        total = 0
+        for child in psutil.Process().children(recursive=True):
+            try:
+                info = child.memory_full_info()
+                total += getattr(info, "pss", info.rss)
+            except psutil.AccessDenied:
+                total += child.memory_info().rss
+            except psutil.Error:  # it ended between listing and reading
+                pass
+        return total / 2**20
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, self._sample())
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def time_left(previous: pd.DataFrame, names) -> float | None:
+    """Seconds the notebooks ``names`` took in the last run (None if one of them has no earlier time)."""
+    seconds = dict(zip(previous["notebook"], pd.to_numeric(previous["seconds"], errors="coerce")))
+    values = [seconds.get(n, float("nan")) for n in names]
+    return None if any(pd.isna(v) for v in values) else float(sum(values))
+
+
+def minutes_text(seconds: float | None) -> str:
+    return "unknown (no earlier run)" if seconds is None else f"{seconds / 60:.1f} min"
