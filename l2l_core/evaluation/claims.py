@@ -17,6 +17,8 @@ A run whose metric is NaN (it diverged within the metric's window) is scored as 
 of that metric in the setting (largest loss, smallest accuracy) and counted, instead of being dropped:
 dropping would remove exactly the tasks on which an optimizer fails. ``holm_verdicts`` adjusts the
 p-values of a whole claims table (Holm-Bonferroni), since the book draws conclusions from all of them.
+
+Over 300 lines on purpose: these rules are one statistical procedure, read together beside the method page.
 """
 from __future__ import annotations
 

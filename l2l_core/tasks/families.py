@@ -5,6 +5,8 @@ A *family* samples batches of tasks; a *task batch* gives initial parameters and
 its own gradient, and the coordinatewise LSTM (or any elementwise torch.optim optimizer) can treat a
 whole batch as one long parameter vector. Task ``i`` of ``sample(n, seed, split)`` depends only on
 ``(seed, split, i)``, so evaluating tasks in chunks gives the same numbers as all at once.
+
+Over 300 lines on purpose: both families share the task-batch contract and its seeding, kept in one place.
 """
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ the tasks of the trajectory); after it, Adam updates the LSTM, and theta and the
 detached (the graph is cut, the values carried on). Every one of the ``steps`` updates is thus
 meta-trained. Gradients fed to the LSTM are detached (no second derivatives, as in the paper)
 while theta_{t+1} = theta_t + g_t stays differentiable.
+
+Over 300 lines on purpose: the trajectory, selection on validation, restarts and resuming are one loop whose
+state (attempt, best so far, snapshots) they share.
 """
 from __future__ import annotations
 
