@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from l2l_core.optimizers import pretrained
+from l2l_core.optimizers.drop_in import reference_run
 from l2l_core.optimizers.drop_in import LearnedOptimizer
 
 
@@ -30,7 +31,7 @@ def test_shipped_weights_reproduce_the_recorded_reference_run(seed):
     # float64 on the PyTorch path: rounding is ~1e-16 per operation and 20 steps of a 40-unit LSTM on a
     # 35-parameter model amplify it far less than 1e6-fold, so 1e-10 leaves room and still catches any other weights
     recorded = pretrained.provenance("mnist")["seeds"][str(seed)]["reference_run_losses"]
-    got = pretrained.reference_run(pretrained.load("mnist", seed))
+    got = reference_run(pretrained.load("mnist", seed))
     assert got == pytest.approx(recorded, rel=1e-10)
     assert got[-1] < got[0]  # the shipped LSTM does optimize the tiny model
 

@@ -5,7 +5,7 @@
 Writes l2l_core/pretrained/<name>-seed<k>.pt (one per meta-training seed that learned: a seed still stuck on
 the do-nothing score after its restarts is listed under ``not_shipped``) and <name>.json: the training settings,
 the code version, each seed's selection (validation) score and held-out numbers, the book's claims on MNIST, and a
-float64 reference run on a fixed tiny model (``l2l_core.optimizers.pretrained.reference_run``) that the tests re-compute.
+float64 reference run on a fixed tiny model (``l2l_core.optimizers.drop_in.reference_run``) that the tests re-compute.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from l2l_core.evaluation.claims import per_task_metric
 from l2l_core.book.pages import collect_claims
 from l2l_core.io import write_json
 from l2l_core.training.meta_train import RESTART_MIN_GAIN, is_stuck
-from l2l_core.optimizers.pretrained import FOLDER, reference_run
+from l2l_core.optimizers.drop_in import reference_run
+from l2l_core.optimizers.pretrained import FOLDER
 
 SETTING = "MNIST 784-20-10 sigmoid"  # the thesis-initialised arm of chapter 2
 

@@ -8,9 +8,13 @@ evaluation path keeps one per coordinate of the flat parameter vector, so both g
 """
 from __future__ import annotations
 
+import copy
+
 import torch
+from torch import nn
 
 from l2l_core.optimizers.checkpoint import config_from_dict, load_optimizer
+from l2l_core.optimizers.pretrained import load
 from l2l_core.optimizers.lstm import LSTMOptimizer
 from l2l_core.optimizers.state_layouts import PER_COORDINATE
 
@@ -35,8 +39,6 @@ class LearnedOptimizer(torch.optim.Optimizer):
             raise ValueError(f"meta_seed={meta_seed!r} chooses among shipped LSTMs; it needs pretrained=<name>")
         super().__init__(params, defaults={})
         if pretrained is not None:
-            from l2l_core.optimizers.pretrained import load
-
             lstm = load(pretrained, meta_seed)
         if checkpoint is not None:
             lstm, _ = load_optimizer(checkpoint)
@@ -105,3 +107,25 @@ class LearnedOptimizer(torch.optim.Optimizer):
             lstm.load_state_dict(saved["weights"])
             self.lstm, self._lstm_device = lstm.requires_grad_(False), None
         super().load_state_dict(state_dict)
+
+
+def reference_run(lstm: LSTMOptimizer, steps: int = 20) -> list[float]:
+    """Losses of a fixed tiny model (5-4-3 sigmoid MLP, 32 fixed random points, float64) trained with ``lstm``
+    as a drop-in optimizer: a fingerprint of the weights and of the drop-in path, the same on every CPU (float64
+    runs the PyTorch path, not the float32 kernels)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(3, (32,), generator=g)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Sigmoid(), nn.Linear(4, 3)).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+    opt = LearnedOptimizer(model.parameters(), lstm=copy.deepcopy(lstm).double())
+    losses = []
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(model(x), y)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return losses
