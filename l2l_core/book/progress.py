@@ -49,28 +49,32 @@ class TreeMemory:
     workers), sampled every ``interval`` seconds in a background thread while the ``with`` block runs."""
 
     def __init__(self, interval: float = 1.0):
-        self.interval, self.peak_mb = interval, 0.0
+        self.interval, self.peak_mb, self.peak_parts = interval, 0.0, {}
         self._stop = threading.Event()
 
-    def _sample(self) -> float:
+    def _sample(self) -> tuple[float, dict]:
         """Proportional set size (PSS) where the OS reports it: a page shared by n processes (torch's libraries
         in every Dask worker) counts 1/n in each, so the sum is the memory the notebook really takes; else RSS."""
         import psutil
 
-        total = 0
+        parts = {}
         for child in psutil.Process().children(recursive=True):
             try:
                 info = child.memory_full_info()
-                total += getattr(info, "pss", info.rss)
+                mb = getattr(info, "pss", info.rss) / 2**20
             except psutil.AccessDenied:
-                total += child.memory_info().rss
+                mb = child.memory_info().rss / 2**20
             except psutil.Error:  # it ended between listing and reading
-                pass
-        return total / 2**20
+                continue
+            kind = _process_kind(child)
+            parts[kind] = parts.get(kind, 0.0) + mb
+        return sum(parts.values()), parts
 
     def _run(self):
         while not self._stop.wait(self.interval):
-            self.peak_mb = max(self.peak_mb, self._sample())
+            total, parts = self._sample()
+            if total > self.peak_mb:
+                self.peak_mb, self.peak_parts = total, parts
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -80,6 +84,21 @@ class TreeMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def _process_kind(process) -> str:
+    """What a process of a notebook's tree is, for the memory breakdown: kernel, Dask worker, nanny, compiler."""
+    try:
+        cmd = " ".join(process.cmdline())
+    except Exception:  # psutil.Error: gone, or not ours to read
+        return "other"
+    if "ipykernel" in cmd:
+        return "kernel"
+    if "distributed" in cmd or "dask" in cmd or "multiprocessing" in cmd:
+        return "Dask workers and nannies"
+    if any(c in cmd for c in ("cc1plus", "g++", "ninja", "ld ")):
+        return "kernel compile"
+    return "other"
 
 
 def time_left(previous: pd.DataFrame, names) -> float | None:

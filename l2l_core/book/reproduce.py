@@ -141,9 +141,10 @@ def local_kernel_manager():
     return LocalKernelManager
 
 
-def execute(name: str, params: dict, out: Path, progress: bool = False) -> tuple[float, float]:
-    """Run one notebook with papermill into out/executed/<name>.ipynb (atomically); returns seconds and the peak
-    memory (MB) of its kernel with its workers. ``progress`` shows papermill's bar of executed cells."""
+def execute(name: str, params: dict, out: Path, progress: bool = False) -> tuple[float, float, dict]:
+    """Run one notebook with papermill into out/executed/<name>.ipynb (atomically); returns seconds, the peak
+    memory (MB) of its kernel with its workers, and that peak by kind of process. ``progress`` shows papermill's
+    bar of executed cells."""
     import papermill
 
     check_parameters(name, params)
@@ -156,7 +157,7 @@ def execute(name: str, params: dict, out: Path, progress: bool = False) -> tuple
                                    kernel_manager_class=local_kernel_manager())
         show_injected_parameters_only(tmp.with_suffix(".ipynb"))
         os.replace(tmp.with_suffix(".ipynb"), tmp)
-    return time.perf_counter() - start, memory.peak_mb
+    return time.perf_counter() - start, memory.peak_mb, memory.peak_parts
 
 
 def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force: bool = False) -> pd.DataFrame:
@@ -194,12 +195,12 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
               f"{minutes_text(time_left(previous, left))}", flush=True)
         if name == "99_reproduction":  # let it show this run's timings so far
             write_frame(pd.DataFrame(rows), timings_file)
-        seconds, peak_mb = execute(name, params, out, progress)
+        seconds, peak_mb, parts = execute(name, params, out, progress)
         stamps[name] = stamp
         write_json(stamps, stamp_file)
         rows.append({"notebook": name, "seconds": seconds, "status": "executed", "peak_mb": peak_mb})
-        print(f"[reproduce] {name}: {seconds:.1f} s, peak memory {peak_mb:.0f} MB (kernel and its workers)",
-              flush=True)
+        breakdown = ", ".join(f"{kind} {mb:.0f}" for kind, mb in sorted(parts.items(), key=lambda kv: -kv[1]))
+        print(f"[reproduce] {name}: {seconds:.1f} s, peak memory {peak_mb:.0f} MB ({breakdown})", flush=True)
     timings = pd.DataFrame(rows)
     write_frame(timings, timings_file)
     return timings
