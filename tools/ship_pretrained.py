@@ -2,7 +2,7 @@
 
     python tools/ship_pretrained.py build/full/results [--name mnist] [--commit <sha of the code that ran>]
 
-Writes l2l_core/pretrained/<name>-seed<k>.pt (one per meta-training seed that learned: a seed still stuck on
+Writes l2l_core/optimizers/pretrained/<name>-seed<k>.pt (one per meta-training seed that learned: a seed still stuck on
 the do-nothing score after its restarts is listed under ``not_shipped``) and <name>.json: the training settings,
 the code version, each seed's selection (validation) score and held-out numbers, the book's claims on MNIST, and a
 float64 reference run on a fixed tiny model (``l2l_core.optimizers.drop_in.reference_run``) that the tests re-compute.
