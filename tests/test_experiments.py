@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from l2l_core.book import experiment, lstms, settings
+from l2l_core.book.settings import PROFILES
 from l2l_core.evaluation.claims import Claim, Part
 from l2l_core.tasks.families import QuadraticFamily
 
@@ -80,3 +81,14 @@ def test_notebook_parameter_typos_are_refused_before_running():
         check_parameters("02_mnist", {"profile": "smoke", "n_task": 3})
     with pytest.raises(ValueError, match="notebook='07_x'"):
         check_parameters("07_x", {})
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_has_a_note_that_counts_its_lstms_and_tasks(profile):
+    from l2l_core.book.pages import profile_note
+
+    s = settings.settings("02_mnist", "mlp", profile)
+    text = profile_note(s).data
+    assert f"Profile `{profile}`" in text
+    assert f"{len(s.meta_seeds)} LSTMs (one per meta-training seed)" in text
+    assert f"{len(s.seeds) * s.n_tasks} held-out task" in text

@@ -78,10 +78,12 @@ def profile_note(s: Settings):
         "smoke": "**Profile `smoke`**: a seconds-long pipeline check. Its numbers mean nothing; run `full` for results.",
         "quick": "**Profile `quick`**: a first answer in minutes, with fewer seeds, tasks and meta-training than `full`.",
         "full": "**Profile `full`**: the settings the book reports.",
+        "thesis": "**Profile `thesis`**: the thesis code's meta-training budgets (hours; see the method page).",
     }[s.profile]
-    n = len(s.seeds) * s.n_tasks
-    return Markdown(f"{text} Evaluation: {len(s.seeds)} seeds x {s.n_tasks} held-out tasks = {n} runs per "
-                    f"optimizer, {s.steps} steps; meta-training: {s.meta_epochs} epochs x "
+    plural = lambda k, word: f"{k} {word}{'' if k == 1 else 's'}"
+    return Markdown(f"{text} Evaluation: {plural(len(s.seeds) * s.n_tasks, 'held-out task')} per optimizer "
+                    f"({plural(len(s.seeds), 'task seed')}), {s.steps} steps; meta-training: "
+                    f"{plural(len(s.meta_seeds), 'LSTM')} (one per meta-training seed), each {s.meta_epochs} epochs x "
                     f"{s.trajectories_per_epoch} trajectories of {s.train_steps} steps (unroll {s.unroll}).")
 
 
