@@ -1,5 +1,5 @@
 """The thesis' experiments 1-6: each chapter's task families, the thesis' claims about them (with their source),
-and its ``Experiment``; ``run_*`` runs a chapter in one call (what other chapters reuse)."""
+and its ``Experiment`` (``Experiment.run`` runs a chapter in one call)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 from l2l_core.evaluation.claims import Claim, Part
 from l2l_core.tasks.families import QuadraticFamily
 
-from l2l_core.book.experiment import Experiment, ExperimentResult
+from l2l_core.book.experiment import Experiment
 from l2l_core.book.lstms import TrainedLSTMs, train_seeds
 from l2l_core.book.settings import Settings, mlp_family, setting_label
 
@@ -27,11 +27,6 @@ def wide_margin_claims(experiment: str, setting: str | None, thesis: str) -> lis
                   thesis, f"{SLIDES}: '{WIDE}'", (Part("better"),), setting=setting),
             Claim(experiment, "... by a wide margin (summed loss at least 10% below every baseline's).",
                   thesis, f"{SLIDES}: '{WIDE}'", (Part("wide_margin"),), setting=setting)]
-
-
-def run_quadratic(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 1: meta-train on 10-d quadratics, compare on unseen ones."""
-    return quadratic_experiment(s).run(progress)
 
 
 def quadratic_experiment(s: Settings) -> Experiment:
@@ -66,12 +61,6 @@ def mnist_setup(s: Settings, hidden=(20,), activation: str = "sigmoid") -> tuple
     return families, claims
 
 
-def run_mnist(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 2: meta-train on the MNIST MLP (one hidden layer of 20 sigmoid units), compare on MNIST-test;
-    once with the thesis' initialisation of the optimizee (the book's) and once with PyTorch's (each its own LSTMs)."""
-    return mnist_experiment(s).run(progress)
-
-
 def mnist_experiment(s: Settings, hidden=(20,), activation: str = "sigmoid") -> Experiment:
     """Experiment 2, ready to run step by step: its two task families (the thesis' initialisation, PyTorch's beside
     it with the first ``CONTRAST_META_SEEDS`` meta-training seeds) and the thesis' claims about them. ``hidden``/``activation``
@@ -92,11 +81,6 @@ def mnist_lstms(s: Settings, progress: bool = True) -> "TrainedLSTMs":
     owner = None if Path(s.results_dir).resolve() == folder.resolve() else "02_mnist"  # 02 itself trains them
     return train_seeds(mlp_family(s), s, folder, "lstm", progress=progress, snapshot_budgets=mnist_snapshots(s),
                        owner=owner)
-
-
-def transfer(s: Settings, families: list, claims: list, progress: bool) -> ExperimentResult:
-    """Run experiment 2's LSTMs (trained on MNIST 784-20-10 sigmoid) on other families."""
-    return transfer_experiment(s, families, claims).run(progress)
 
 
 def transfer_experiment(s: Settings, families: list, claims: list) -> Experiment:
@@ -123,12 +107,6 @@ def architectures_setup(s: Settings) -> tuple[list, list[Claim]]:
     return [wide, deep], claims
 
 
-def run_architectures(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 3: the MNIST-trained LSTMs on 40 hidden units and on two hidden layers."""
-    families, claims = architectures_setup(s)
-    return transfer(s, families, claims, progress)
-
-
 def relu_setup(s: Settings) -> tuple[list, list[Claim]]:
     """Experiment 4's task family and claim."""
     relu = mlp_family(s, activation="relu")
@@ -138,12 +116,6 @@ def relu_setup(s: Settings) -> tuple[list, list[Claim]]:
                     NOTEBOOK.format(35), (Part("worse", ("NAG",)), Part("better", ("SGD", "RMSprop", "Adam"))),
                     setting=setting_label(relu))]
     return [relu], claims
-
-
-def run_relu(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 4: the MNIST-trained (sigmoid) LSTMs on the same MLP with ReLU activations."""
-    families, claims = relu_setup(s)
-    return transfer(s, families, claims, progress)
 
 
 def mnist_like_setup(s: Settings) -> tuple[list, list[Claim]]:
@@ -160,12 +132,6 @@ def mnist_like_setup(s: Settings) -> tuple[list, list[Claim]]:
               f"{SLIDES}: '{transfer_text}'", (Part("better"),), setting=setting_label(letters)),
     ]
     return [fashion, letters], claims
-
-
-def run_mnist_like(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 5: the MNIST-trained LSTMs on Fashion-MNIST and EMNIST Letters (26 classes), 784-20-C sigmoid."""
-    families, claims = mnist_like_setup(s)
-    return transfer(s, families, claims, progress)
 
 
 def cifar_svhn_setup(s: Settings) -> tuple[list, list[Claim]]:
@@ -186,9 +152,3 @@ def cifar_svhn_setup(s: Settings) -> tuple[list, list[Claim]]:
               (Part("no_advantage"),), setting=setting_label(svhn)),
     ]
     return [cifar, svhn], claims
-
-
-def run_cifar_svhn(s: Settings, progress: bool = True) -> ExperimentResult:
-    """Experiment 6: the MNIST-trained LSTMs on unrelated data, CIFAR-10 and SVHN (3072-20-10 sigmoid)."""
-    families, claims = cifar_svhn_setup(s)
-    return transfer(s, families, claims, progress)

@@ -82,7 +82,7 @@ def _tuned_as_sgd(s: Settings, progress: bool) -> tuple[list[dict], pd.DataFrame
     """Defect (a) on experiments 3, 4 and 6: baselines tuned as SGD against the chapters' (fixed) runs."""
     rows, frames = [], []
     for chapter in ("03_architectures", "04_relu", "06_cifar_svhn"):
-        families, claims = CHAPTERS[chapter][1](s)
+        families, claims = CHAPTERS[chapter](s)
         fixed = chapter_frame(s, chapter, progress)
         for family in families:
             label = setting_label(family)
