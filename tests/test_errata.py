@@ -271,3 +271,13 @@ def test_shared_state_runner_matches_step_tasks():
     for k, (ref, ours, theirs) in enumerate(zip(exact, runner.old, state)):
         ref.check(ours, theirs, name=f"state {k}")
     assert not SharedStateRunner.supported(lstm, (3, 70), torch.empty(0))  # a larger later tensor: step_tasks
+
+
+def test_a_process_that_never_imported_the_errata_finds_the_shared_layout():
+    """A Dask worker only unpickles an LSTM whose config names the layout; the name alone must be enough."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from l2l_core.optimizers.state_layouts import state_layout; "
+            f"assert 'l2l_core.errata.defects' not in sys.modules; assert state_layout({SHARED_STATE!r}) is not None")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -131,5 +131,5 @@ class SharedStateRunner:
         return update
 
 
-SHARED_STATE = "thesis_shared_state"  # (d)
+SHARED_STATE = f"{__name__}:thesis_shared_state"  # (d); the module part lets any process find it (state_layouts)
 register_state_layout(SHARED_STATE, StateLayout(shared_state_runs, SharedStateRunner))

@@ -43,7 +43,7 @@ def config_from_dict(saved: dict) -> LSTMConfig:
     saved = dict(saved)
     if "shared_state_offset_bug" in saved:
         shared = saved.pop("shared_state_offset_bug")
-        saved["state_layout"] = "thesis_shared_state" if shared else PER_COORDINATE
+        saved["state_layout"] = "l2l_core.errata.defects:thesis_shared_state" if shared else PER_COORDINATE
     return LSTMConfig(**saved)
 
 

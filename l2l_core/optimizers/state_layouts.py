@@ -9,6 +9,7 @@ layout (defect d, ``l2l_core.errata.defects``).
 from __future__ import annotations
 
 import functools
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,12 +38,16 @@ def register_state_layout(name: str, layout: StateLayout) -> None:
 
 
 def state_layout(name: str) -> StateLayout | None:
-    """The registered layout called ``name``; None for ``PER_COORDINATE``."""
+    """The registered layout called ``name``; None for ``PER_COORDINATE``. A name of the form ``module:layout``
+    imports ``module`` first if the layout is not registered yet, so a process that only unpickled an LSTM (a
+    Dask worker) finds it too."""
     if name == PER_COORDINATE:
         return None
+    if name not in _LAYOUTS and ":" in name:
+        importlib.import_module(name.split(":", 1)[0])  # the module registers its layouts on import
     if name not in _LAYOUTS:
         raise ValueError(f"state_layout={name!r} is not registered; registered: {[PER_COORDINATE, *_LAYOUTS]} "
-                         "(the thesis code's layout registers when l2l_core.errata.defects is imported)")
+                         "(name a layout 'module:layout' so that its module is imported when needed)")
     return _LAYOUTS[name]
 
 
