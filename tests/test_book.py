@@ -137,3 +137,23 @@ def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_p
     stored, info = report.rounding_check(tmp_path)
     assert info["differ"] == 0 and info["note"] == "same run twice" and (stored["same verdict"] == "yes").all()
     assert report.rounding_check(tmp_path / "absent") is None
+
+
+def test_the_claims_view_splits_the_numbers_into_columns_and_keeps_why_a_claim_did_not_run():
+    from l2l_core.book.pages import claims_view
+    from l2l_core.evaluation.claims import Claim, Part, check_claims
+    from test_claims import synth  # tests/ is on sys.path (rootdir conftest, no package)
+
+    frame, _, _ = synth(-0.05, {"Adam": 0.0, "SGD": 0.1})
+    claims = [Claim("x", "c", "thesis text", "slide 3", [Part("better")], metric="loss@2", setting="A"),
+              Claim("x", "c", "t", "s", [Part("better")], setting="B")]
+    table = check_claims(frame.assign(setting="A"), claims, skipped={"B": "data set absent"})
+    view = claims_view(table)
+    ran, skipped = view.iloc[0], view.iloc[1]
+    row = table.iloc[0]
+    assert ran["LSTM"] == f"{row.lstm:.3g} [{row.lstm_lo:.3g}, {row.lstm_hi:.3g}]"
+    assert ran["LSTM - best"] == f"{row.difference:.3g} [{row.difference_lo:.3g}, {row.difference_hi:.3g}]"
+    assert ran["best baseline"] == f"Adam {row.best_baseline_value:.3g}"
+    assert (ran["seeds holding"], ran["diverged runs"], ran["verdict"]) == (row.seeds, "0", row.verdict)
+    assert (skipped["LSTM"], skipped["LSTM - best"], skipped["verdict"]) == ("data set absent", "", "not run")
+    assert "ours" not in view and "thesis" not in claims_view(table, sources=False)

@@ -87,7 +87,34 @@ def profile_note(s: Settings):
                     f"{s.trajectories_per_epoch} trajectories of {s.train_steps} steps (unroll {s.unroll}).")
 
 
-CLAIM_COLUMNS = ["experiment", "setting", "claim", "thesis", "source", "test", "ours", "seeds", "verdict"]
+def claims_view(claims: pd.DataFrame, sources: bool = True) -> pd.DataFrame:
+    """The claims table as a reader sees it: one short column per number (the LSTM, the best baseline, their
+    paired difference, each mean [95% CI]; seeds holding; diverged runs) instead of claims.csv's ``ours`` text,
+    and the thesis' wording and source unless ``sources`` is False (the conclusions page lists them apart)."""
+    def ci(mean, lo, hi):
+        return "" if pd.isna(mean) else f"{_short(mean)} [{_short(lo)}, {_short(hi)}]"
+
+    tested = claims["lstm"].notna()
+    view = pd.DataFrame({
+        "experiment": claims["experiment"], "setting": claims["setting"].fillna(""), "claim": claims["claim"],
+        **({"thesis": claims["thesis"], "source": claims["source"]} if sources else {}),
+        "test": claims["test"],
+        # a claim that was not run says why where its numbers would be
+        "LSTM": [ci(*v) if t else o for t, o, v in zip(tested, claims["ours"],
+                                                         claims[["lstm", "lstm_lo", "lstm_hi"]].itertuples(index=False))],
+        "best baseline": [f"{b} {_short(v)}" if t else "" for t, b, v in
+                          zip(tested, claims["best_baseline"], claims["best_baseline_value"])],
+        "LSTM - best": [ci(*v) for v in claims[["difference", "difference_lo", "difference_hi"]].itertuples(index=False)],
+        "seeds holding": claims["seeds"].fillna(""),
+        "diverged runs": [str(int(d)) if t else "" for t, d in zip(tested, claims["diverged_runs"])],
+        "verdict": claims["verdict"],
+    })
+    return view
+
+
+def _short(x: float) -> str:
+    """Three significant digits (four from 1,000 up): the precision the intervals support."""
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.4g}"
 
 
 def glue_result(result: ExperimentResult) -> None:
@@ -95,7 +122,7 @@ def glue_result(result: ExperimentResult) -> None:
     from myst_nb import glue
 
     name = result.settings.name
-    glue(f"{name}.claims", tidy(result.claims[CLAIM_COLUMNS]), display=False)
+    glue(f"{name}.claims", tidy(claims_view(result.claims)), display=False)
     for i, row in result.claims.iterrows():
         glue(f"{name}.verdict.{i}", row["verdict"], display=False)
         glue(f"{name}.ours.{i}", row["ours"], display=False)
