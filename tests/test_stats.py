@@ -78,3 +78,17 @@ def test_holm_adjusts_step_down_and_skips_nan():
     np.testing.assert_allclose(got[[0, 2, 3, 4]], [0.03, 0.06, 0.06, 0.02], rtol=REL)
     np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])  # capped at 1
     assert np.isnan(holm([np.nan])).all()
+
+
+def test_binomial_ci_is_the_exact_clopper_pearson_interval():
+    from l2l_core.evaluation.stats import binomial_ci
+
+    # closed forms at the ends: k = 0 -> upper 1 - (alpha/2)^(1/n); k = n -> lower (alpha/2)^(1/n)
+    assert binomial_ci(0, 10) == (0.0, pytest.approx(1 - 0.025 ** (1 / 10), rel=1e-12))
+    assert binomial_ci(10, 10) == (pytest.approx(0.025 ** (1 / 10), rel=1e-12), 1.0)
+    # inside: the interval's ends are where the binomial tail probabilities equal alpha/2
+    lo, hi = binomial_ci(4, 20)
+    assert stats.binom.sf(3, 20, lo) == pytest.approx(0.025, rel=1e-9)
+    assert stats.binom.cdf(4, 20, hi) == pytest.approx(0.025, rel=1e-9)
+    with pytest.raises(ValueError, match="k=5, n=4"):
+        binomial_ci(5, 4)

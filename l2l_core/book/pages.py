@@ -12,6 +12,35 @@ from l2l_core.book.experiment import ExperimentResult
 from l2l_core.book.settings import REPO_ROOT, TRAINING, Settings, mlp_family
 
 LONG_RUN_DIR = REPO_ROOT / "book" / "data" / "long_run"
+STUCK_RATE_DIR = REPO_ROOT / "book" / "data" / "stuck_rate"
+
+
+def stuck_rate_note(s: Settings, folder: str | Path = STUCK_RATE_DIR):
+    """What tools/stuck_rate.py measured: how often a first epoch of meta-training is stuck on each stored MLP family,
+    with an exact 95% interval, and what that rate means for a seed with ``s.restarts`` restarts; None if nothing
+    is stored."""
+    import json
+
+    from IPython.display import Markdown
+
+    from l2l_core.evaluation.stats import binomial_ci
+
+    lines = []
+    for path in sorted(Path(folder).glob("stuck-*.csv")):
+        table = pd.read_csv(path)
+        meta = json.loads(path.with_name(path.name.replace("stuck-", "provenance-", 1).replace(".csv", ".json")).read_text())
+        k, n = int(table["stuck"].sum()), len(table)
+        lo, hi = binomial_ci(k, n)
+        attempts = s.restarts + 1
+        seeds = table["meta_seed"]
+        lines.append(
+            f"- `{meta['family']}`: **{k} of {n}** first epochs stuck (meta-training seeds {seeds.min()}-{seeds.max()}, "
+            f"profile `{meta['profile']}`: {meta['trajectories_per_epoch']} trajectories, {meta['n_val_tasks']} "
+            f"validation tasks), a rate of {k / n:.2f} (95% CI [{lo:.2f}, {hi:.2f}], Clopper-Pearson). If attempts "
+            f"were independent draws at that rate, all {attempts} attempts of one seed would be stuck with probability "
+            f"{(k / n) ** attempts:.2g} (at most {hi ** attempts:.2g} within the interval). Measured on "
+            f"{meta['machine'].get('CPU', 'an unnamed CPU')} at commit {meta['code_commit'][:7]}.")
+    return Markdown("\n".join(lines)) if lines else None
 
 
 def long_run_figure(s: Settings, folder: str | Path = LONG_RUN_DIR):

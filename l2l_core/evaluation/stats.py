@@ -1,4 +1,5 @@
-"""Interval and tests for a mean over crossed meta-training seeds and tasks, and Holm's correction.
+"""Interval and tests for a mean over crossed meta-training seeds and tasks, Holm's correction, and an exact
+binomial interval (for rates such as how often meta-training is stuck).
 
 Each LSTM meta-trained from seed s runs on the same held-out tasks i, so a per-run value (a metric, or a
 paired difference LSTM - baseline) forms a crossed table ``values[s, i]``. Both seeds and tasks are draws
@@ -99,3 +100,14 @@ def holm(pvalues) -> np.ndarray:
     scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
     out[order] = np.maximum.accumulate(scaled)
     return out
+
+
+def binomial_ci(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact) interval for a probability seen k times in n independent trials: never narrower
+    than it should be, which matters at the small n of a measurement such as how often meta-training is stuck."""
+    if not (isinstance(n, (int, np.integer)) and n >= 1 and isinstance(k, (int, np.integer)) and 0 <= k <= n):
+        raise ValueError(f"k={k!r}, n={n!r}: need integers with 0 <= k <= n and n >= 1")
+    alpha = 1.0 - confidence
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
