@@ -157,3 +157,25 @@ def test_the_claims_view_splits_the_numbers_into_columns_and_keeps_why_a_claim_d
     assert (ran["seeds holding"], ran["diverged runs"], ran["verdict"]) == (row.seeds, "0", row.verdict)
     assert (skipped["LSTM"], skipped["LSTM - best"], skipped["verdict"]) == ("data set absent", "", "not run")
     assert "ours" not in view and "thesis" not in claims_view(table, sources=False)
+
+
+def test_the_stuck_rate_note_counts_stuck_runs_and_names_an_unfinished_measurement(tmp_path):
+    import json
+
+    from l2l_core.book.pages import stuck_rate_note
+    from l2l_core.book.settings import settings
+    from l2l_core.evaluation.stats import binomial_ci
+
+    s = settings("02_mnist", "mlp", "smoke", restarts=2)
+    pd.DataFrame({"meta_seed": [5, 6, 7, 8], "stuck": [True, False, True, False]}).to_csv(tmp_path / "stuck-fam.csv")
+    (tmp_path / "provenance-fam.json").write_text(json.dumps(dict(
+        family="fam", profile="full", trajectories_per_epoch=20, n_val_tasks=10, machine={"CPU": "Some CPU"},
+        code_commit="abcdef0123")))
+    text = stuck_rate_note(s, tmp_path).data
+    lo, hi = binomial_ci(2, 4)
+    assert "**2 of 4**" in text and "seeds 5-8" in text and f"[{lo:.2f}, {hi:.2f}]" in text
+    assert f"all 3 attempts of one seed would be stuck with probability {0.5 ** 3:.2g}" in text
+    assert "Some CPU" in text and "abcdef0" in text
+    (tmp_path / "provenance-fam.json").unlink()
+    assert "no provenance file" in stuck_rate_note(s, tmp_path).data
+    assert stuck_rate_note(s, tmp_path / "nothing") is None

@@ -4,7 +4,7 @@ For each meta-training seed in ``--seeds`` (by default 5..24: none of the book's
 epoch that a book run with that seed runs (its LSTM initialisation, its trajectories, the profile's settings) and
 judge it by the book's rule (``meta_train.is_stuck``: validation not 1% below the better of the untrained score and
 the do-nothing score). Writes ``stuck-<family>.csv`` (one row per seed; rewritten atomically after each, so an
-interrupted run resumes) and ``provenance-<family>.json`` into ``--out``. Chapter 2 shows the result.
+interrupted run resumes) and ``provenance-<family>.json`` into ``--out`` (at the end; an interrupted run writes it when resumed). Chapter 2 shows the result.
 
     python tools/stuck_rate.py --init thesis            # about 40 s per seed on one core (AMD EPYC Zen 4)
 """
@@ -57,12 +57,15 @@ def main(argv=None) -> None:
     done = {r["meta_seed"] for r in rows}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     machine = machine_info()  # the CPU and versions, as the reproduction page names them
-    for seed in range(*args.seeds):
-        if seed in done:
-            continue
+    todo = [seed for seed in range(*args.seeds) if seed not in done]
+    for seed in todo:
         rows.append(first_epoch(family, s, seed))
-        table = pd.DataFrame(rows)
-        write_frame(table, table_path)
+        write_frame(pd.DataFrame(rows), table_path)
+        print(f"seed {seed}: {'stuck' if rows[-1]['stuck'] else 'learning'} "
+              f"({rows[-1]['after_first_epoch']:.5g} after one epoch, do-nothing {rows[-1]['do_nothing']:.5g})",
+              flush=True)
+    table = pd.DataFrame(rows)
+    if todo or not (args.out / f"provenance-{family.describe()}.json").exists():
         write_json(dict(family=family.describe(), profile=args.profile, seeds=sorted(int(x) for x in table.meta_seed),
                         trajectories_per_epoch=s.trajectories_per_epoch, tasks_per_trajectory=s.tasks_per_trajectory,
                         train_steps=s.train_steps, unroll=s.unroll, n_val_tasks=s.n_val_tasks,
@@ -71,9 +74,6 @@ def main(argv=None) -> None:
                         torch_threads=args.threads, torch=torch.__version__,
                         written=time.strftime("%Y-%m-%d %H:%M:%S")),
                    args.out / f"provenance-{family.describe()}.json")
-        print(f"seed {seed}: {'stuck' if rows[-1]['stuck'] else 'learning'} "
-              f"({rows[-1]['after_first_epoch']:.5g} after one epoch, do-nothing {rows[-1]['do_nothing']:.5g})",
-              flush=True)
 
 
 if __name__ == "__main__":

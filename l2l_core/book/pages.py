@@ -28,7 +28,11 @@ def stuck_rate_note(s: Settings, folder: str | Path = STUCK_RATE_DIR):
     lines = []
     for path in sorted(Path(folder).glob("stuck-*.csv")):
         table = pd.read_csv(path)
-        meta = json.loads(path.with_name(path.name.replace("stuck-", "provenance-", 1).replace(".csv", ".json")).read_text())
+        provenance = path.with_name(path.name.replace("stuck-", "provenance-", 1).replace(".csv", ".json"))
+        if not provenance.is_file():  # an interrupted measurement: its rows stand, its settings are not recorded
+            lines.append(f"- `{path.name}`: no provenance file beside it; run `python tools/stuck_rate.py` to finish it.")
+            continue
+        meta = json.loads(provenance.read_text())
         k, n = int(table["stuck"].sum()), len(table)
         lo, hi = binomial_ci(k, n)
         attempts = s.restarts + 1
