@@ -27,6 +27,7 @@ def test_terminal_shows_progress_and_a_summary_without_noise(smoke_build):
     n = len(reproduce.NOTEBOOKS)
     assert f"{n} of {n} notebooks to run (smoke)" in log and f"running ({n}/{n})" in log
     assert "without encryption" not in log  # the kernels talk over local sockets
+    assert "[reproduce] fused kernels: " in log.split("01_quadratic: running")[0]  # built before any notebook
     assert "dumping search index" not in log and (smoke_build / "book-build.log").is_file()  # Sphinx's chatter
     # each notebook's jobs are reported in the terminal, not on the book's pages
     assert re.search(r"^  02_mnist meta-train lstm: \d+ jobs", log, re.M), log[:3000]
@@ -179,3 +180,8 @@ def test_the_stuck_rate_note_counts_stuck_runs_and_names_an_unfinished_measureme
     (tmp_path / "provenance-fam.json").unlink()
     assert "no provenance file" in stuck_rate_note(s, tmp_path).data
     assert stuck_rate_note(s, tmp_path / "nothing") is None
+
+
+def test_the_kernels_are_built_before_the_notebooks_and_say_when_they_are_off(monkeypatch):
+    monkeypatch.setenv("L2L_FUSED", "0")
+    assert reproduce.build_kernels().startswith("[reproduce] fused kernels: switched off by L2L_FUSED=0 (")
