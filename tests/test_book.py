@@ -152,11 +152,14 @@ def test_the_claims_view_splits_the_numbers_into_columns_and_keeps_why_a_claim_d
     view = claims_view(table)
     ran, skipped = view.iloc[0], view.iloc[1]
     row = table.iloc[0]
-    assert ran["LSTM"] == f"{row.lstm:.3g} [{row.lstm_lo:.3g}, {row.lstm_hi:.3g}]"
-    assert ran["LSTM - best"] == f"{row.difference:.3g} [{row.difference_lo:.3g}, {row.difference_hi:.3g}]"
-    assert ran["best baseline"] == f"Adam {row.best_baseline_value:.3g}"
+    one_line = lambda text: text.replace("\u00a0", " ")  # intervals are kept on one line by no-break spaces
+    assert one_line(ran["LSTM"]) == f"{row.lstm:.3g} [{row.lstm_lo:.3g}, {row.lstm_hi:.3g}]"
+    assert one_line(ran["LSTM - best"]) == f"{row.difference:.3g} [{row.difference_lo:.3g}, {row.difference_hi:.3g}]"
+    assert one_line(ran["best baseline"]) == f"Adam {row.best_baseline_value:.3g}"
+    assert " " not in ran["LSTM"] + ran["LSTM - best"] + ran["best baseline"]
     assert (ran["seeds holding"], ran["diverged runs"], ran["verdict"]) == (row.seeds, "0", row.verdict)
-    assert (skipped["LSTM"], skipped["LSTM - best"], skipped["verdict"]) == ("data set absent", "", "not run")
+    assert (skipped["LSTM"], skipped["LSTM - best"], skipped["verdict"]) == ("", "", "not run")
+    assert skipped["test"] == f"{table.iloc[1].test} (data set absent)"
     assert "ours" not in view and "thesis" not in claims_view(table, sources=False)
 
 
@@ -185,3 +188,22 @@ def test_the_stuck_rate_note_counts_stuck_runs_and_names_an_unfinished_measureme
 def test_the_kernels_are_built_before_the_notebooks_and_say_when_they_are_off(monkeypatch):
     monkeypatch.setenv("L2L_FUSED", "0")
     assert reproduce.build_kernels().startswith("[reproduce] fused kernels: switched off by L2L_FUSED=0 (")
+
+
+def test_a_new_stored_measurement_reruns_only_the_notebooks_that_show_it(tmp_path, monkeypatch):
+    (tmp_path / "requirements.txt").write_text("torch\n")
+    (tmp_path / "l2l_core").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    for name in ("02_mnist", "03_architectures"):
+        (tmp_path / "notebooks" / f"{name}.ipynb").write_bytes((reproduce.NOTEBOOK_DIR / f"{name}.ipynb").read_bytes())
+    monkeypatch.setattr(reproduce, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", tmp_path / "notebooks")
+    stamps = lambda: {name: reproduce.input_stamp(name, {}, {}) for name in ("02_mnist", "03_architectures")}
+    before = stamps()
+    folder = tmp_path / "book" / "data" / "stuck_rate"
+    folder.mkdir(parents=True)
+    (folder / "stuck-x.csv").write_text("meta_seed,stuck\n5,True\n")
+    after = stamps()
+    assert after["02_mnist"] != before["02_mnist"] and after["03_architectures"] == before["03_architectures"]
+    (folder / "stuck-x.csv").write_text("meta_seed,stuck\n5,False\n")
+    assert stamps()["02_mnist"] != after["02_mnist"]

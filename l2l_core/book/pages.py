@@ -122,27 +122,32 @@ def profile_note(s: Settings):
 
 def claims_view(claims: pd.DataFrame, sources: bool = True) -> pd.DataFrame:
     """The claims table as a reader sees it: one short column per number (the LSTM, the best baseline, their
-    paired difference, each mean [95% CI]; seeds holding; diverged runs) instead of claims.csv's ``ours`` text,
-    and the thesis' wording and source unless ``sources`` is False (the conclusions page lists them apart)."""
+    paired difference, each mean [95% CI], kept on one line; seeds holding; diverged runs) instead of claims.csv's
+    ``ours`` text, and the thesis' wording and source unless ``sources`` is False (the conclusions page lists them
+    apart). A claim that was not run says why in its test column."""
+    nbsp = "\u00a0"  # an interval or a name with its value must not break across lines
+
     def ci(mean, lo, hi):
-        return "" if pd.isna(mean) else f"{_short(mean)} [{_short(lo)}, {_short(hi)}]"
+        return "" if pd.isna(mean) else f"{_short(mean)}{nbsp}[{_short(lo)},{nbsp}{_short(hi)}]"
 
     tested = claims["lstm"].notna()
-    view = pd.DataFrame({
+    rows = claims[["lstm", "lstm_lo", "lstm_hi"]].itertuples(index=False)
+    differences = claims[["difference", "difference_lo", "difference_hi"]].itertuples(index=False)
+    return pd.DataFrame({
         "experiment": claims["experiment"], "setting": claims["setting"].fillna(""), "claim": claims["claim"],
         **({"thesis": claims["thesis"], "source": claims["source"]} if sources else {}),
-        "test": claims["test"],
-        # a claim that was not run says why where its numbers would be
-        "LSTM": [ci(*v) if t else o for t, o, v in zip(tested, claims["ours"],
-                                                         claims[["lstm", "lstm_lo", "lstm_hi"]].itertuples(index=False))],
-        "best baseline": [f"{b} {_short(v)}" if t else "" for t, b, v in
+        "test": [test if t else f"{test} ({why})" for t, test, why in zip(tested, claims["test"], claims["ours"])],
+        "LSTM": [ci(*v) for v in rows],
+        "best baseline": [f"{b}{nbsp}{_short(v)}" if t else "" for t, b, v in
                           zip(tested, claims["best_baseline"], claims["best_baseline_value"])],
-        "LSTM - best": [ci(*v) for v in claims[["difference", "difference_lo", "difference_hi"]].itertuples(index=False)],
+        "LSTM - best": [ci(*v) for v in differences],
         "seeds holding": claims["seeds"].fillna(""),
         "diverged runs": [str(int(d)) if t else "" for t, d in zip(tested, claims["diverged_runs"])],
         "verdict": claims["verdict"],
     })
-    return view
+
+
+CLAIM_WIDTHS = {"setting": 8, "claim": 14, "thesis": 14, "test": 11}  # the prose columns of a claims table (em)
 
 
 def _short(x: float) -> str:
@@ -155,7 +160,7 @@ def glue_result(result: ExperimentResult) -> None:
     from myst_nb import glue
 
     name = result.settings.name
-    glue(f"{name}.claims", tidy(claims_view(result.claims)), display=False)
+    glue(f"{name}.claims", tidy(claims_view(result.claims), widths=CLAIM_WIDTHS), display=False)
     for i, row in result.claims.iterrows():
         glue(f"{name}.verdict.{i}", row["verdict"], display=False)
         glue(f"{name}.ours.{i}", row["ours"], display=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from l2l_core.book.tables import tidy
-from l2l_core.book.pages import claims_view, collect_claims
+from l2l_core.book.pages import CLAIM_WIDTHS, claims_view, collect_claims
 from l2l_core.book.settings import REPO_ROOT
 
 __all__ = ["collect_claims", "glue_conclusions", "machine_info", "timings_table", "bench_table", "scaling_table"]
@@ -31,7 +31,7 @@ def glue_conclusions(claims: pd.DataFrame) -> pd.DataFrame:
     # two tables, so the thesis' long quotes do not squeeze the verdicts: the verdicts, then where each claim comes from
     table = claims_view(claims, sources=False).rename(columns={"verdict": "verdict (this claim alone)"})
     table["verdict (Holm, the book's)"] = claims["verdict_holm"]
-    glue("conclusions.table", tidy(table), display=False)
+    glue("conclusions.table", tidy(table, widths=CLAIM_WIDTHS), display=False)
     glue("conclusions.sources", tidy(claims[["experiment", "claim", "thesis", "source"]]), display=False)
     glue("conclusions.tested", str(int(claims["p_holds"].notna().sum())), display=False)
     return claims

@@ -43,6 +43,8 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
 }
 ALWAYS_RUN = ("99_reproduction",)  # it reports this very run's timings
 USES_SHIPPED_WEIGHTS = ("07_drop_in",)  # notebooks that load l2l_core/pretrained
+# the stored measurements (book/data/<folder>) each notebook shows: a new measurement re-runs only its readers
+READS_BOOK_DATA = {"02_mnist": ("long_run", "stuck_rate"), "99_reproduction": ("rounding_check",)}
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
 
@@ -98,6 +100,8 @@ def input_stamp(name: str, params: dict, stamps: dict) -> str:
     package = [*(REPO_ROOT / "l2l_core").rglob("*.py"), *(REPO_ROOT / "l2l_core").rglob("*.cpp")]
     if name in USES_SHIPPED_WEIGHTS:  # only these notebooks re-run when the shipped weights change
         package += [p for p in (REPO_ROOT / "l2l_core" / "optimizers" / "pretrained").iterdir() if p.suffix in (".pt", ".json")]
+    for folder in READS_BOOK_DATA.get(name, ()):
+        package += sorted(p for p in (REPO_ROOT / "book" / "data" / folder).glob("*") if p.is_file())
     code = _hash_files(package + [REPO_ROOT / "requirements.txt", NOTEBOOK_DIR / f"{name}.ipynb"])
     blob = json.dumps({"code": code, "params": params, "data": _data_listing(),
                        "upstream": {u: stamps.get(u) for u in NOTEBOOKS[name]}}, sort_keys=True)
