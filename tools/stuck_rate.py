@@ -6,7 +6,8 @@ judge it by the book's rule (``meta_train.is_stuck``: validation not 1% below th
 the do-nothing score). Writes ``stuck-<family>.csv`` (one row per seed; rewritten atomically after each, so an
 interrupted run resumes) and ``provenance-<family>.json`` into ``--out`` (at the end; an interrupted run writes it when resumed). Chapter 2 shows the result.
 
-    python tools/stuck_rate.py --init thesis            # about 40 s per seed on one core (AMD EPYC Zen 4)
+    python tools/stuck_rate.py --init thesis   # 50-245 s per seed at 1 thread on the 2-vCPU AMD EPYC (Zen 4),
+                                               # with a full run beside it (the seconds column of the table)
 """
 from __future__ import annotations
 
