@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 
 from l2l_core.book.tables import tidy
+from l2l_core.evaluation.claims import short_number
 from l2l_core.book.experiment import ExperimentResult
 from l2l_core.book.settings import REPO_ROOT, TRAINING, Settings, mlp_family
 
@@ -128,7 +129,7 @@ def claims_view(claims: pd.DataFrame, sources: bool = True) -> pd.DataFrame:
     nbsp = "\u00a0"  # an interval or a name with its value must not break across lines
 
     def ci(mean, lo, hi):
-        return "" if pd.isna(mean) else f"{_short(mean)}{nbsp}[{_short(lo)},{nbsp}{_short(hi)}]"
+        return "" if pd.isna(mean) else f"{short_number(mean)}{nbsp}[{short_number(lo)},{nbsp}{short_number(hi)}]"
 
     tested = claims["lstm"].notna()
     rows = claims[["lstm", "lstm_lo", "lstm_hi"]].itertuples(index=False)
@@ -138,7 +139,7 @@ def claims_view(claims: pd.DataFrame, sources: bool = True) -> pd.DataFrame:
         **({"thesis": claims["thesis"], "source": claims["source"]} if sources else {}),
         "test": [test if t else f"{test} ({why})" for t, test, why in zip(tested, claims["test"], claims["ours"])],
         "LSTM": [ci(*v) for v in rows],
-        "best baseline": [f"{b}{nbsp}{_short(v)}" if t else "" for t, b, v in
+        "best baseline": [f"{b}{nbsp}{short_number(v)}" if t else "" for t, b, v in
                           zip(tested, claims["best_baseline"], claims["best_baseline_value"])],
         "LSTM - best": [ci(*v) for v in differences],
         "seeds holding": claims["seeds"].fillna(""),
@@ -148,11 +149,6 @@ def claims_view(claims: pd.DataFrame, sources: bool = True) -> pd.DataFrame:
 
 
 CLAIM_WIDTHS = {"setting": 8, "claim": 14, "thesis": 14, "test": 11}  # the prose columns of a claims table (em)
-
-
-def _short(x: float) -> str:
-    """Three significant digits (four from 1,000 up): the precision the intervals support."""
-    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.4g}"
 
 
 def glue_result(result: ExperimentResult) -> None:

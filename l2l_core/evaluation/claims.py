@@ -230,12 +230,13 @@ def decide(p_holds: float, p_fails: float, alpha: float = ALPHA) -> str:
     return "holds" if holds and not fails else "does not hold" if fails and not holds else "inconclusive"
 
 
-def _fmt(x: float) -> str:
+def short_number(x: float) -> str:
+    """Three significant digits (four from 1,000 up): the precision the intervals support; also the book's tables'."""
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.4g}"
 
 
 def _ci_text(ci: CrossedCI) -> str:
-    return f"{_fmt(ci.mean)} [{_fmt(ci.lo)}, {_fmt(ci.hi)}]"
+    return f"{short_number(ci.mean)} [{short_number(ci.lo)}, {short_number(ci.hi)}]"
 
 
 def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
@@ -318,7 +319,7 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
                        [f"{b} {runs[b][0]} of {runs[b][1]}" for b in compared])
     ours = (f"LSTM {_ci_text(lstm_ci)}; best baseline {best} {_ci_text(best_ci)}; "
             f"paired difference LSTM - {best} {_ci_text(diff_ci)}; {n_seeds} seeds x {n_tasks} tasks; "
-            + (f"diverged runs (scored as the worst value, {_fmt(worst)}): " if diverged else "diverged runs: ")
+            + (f"diverged runs (scored as the worst value, {short_number(worst)}): " if diverged else "diverged runs: ")
             + counts)
     return {"experiment": claim.experiment, "setting": claim.setting or "", "claim": claim.claim,
             "thesis": claim.thesis, "source": claim.source, "metric": claim.metric, "test": claim.describe(),
