@@ -168,6 +168,20 @@ def test_switched_off_kernels_say_why_and_the_pytorch_path_runs():
     assert out.strip() == "True switched off by L2L_FUSED=0"
 
 
+def test_each_source_and_flag_set_builds_in_a_folder_of_its_own(monkeypatch, tmp_path):
+    """Two versions of the kernels (or two flag sets) in use at once must not share, and keep rebuilding, one
+    build folder: a process could load the other version's library."""
+    tag = fused.build_tag()
+    assert fused.build_tag() == tag  # stable: a second process finds the same build
+    edited = tmp_path / "fused_kernels.cpp"
+    edited.write_text(fused._SOURCE_FILE.read_text() + "\n// edited\n")
+    monkeypatch.setattr(fused, "_SOURCE_FILE", edited)
+    assert fused.build_tag() != tag
+    monkeypatch.undo()
+    monkeypatch.setattr(fused, "_FLAGS", [*fused._FLAGS, "-ffp-contract=off"])
+    assert fused.build_tag() != tag
+
+
 def _layer_reference(x, h, c, weight, bias):
     """One LSTM layer in float64 PyTorch ops (gates: input, forget, output, candidate)."""
     hidden = c.shape[0]

@@ -9,8 +9,9 @@ to memory; backward likewise keeps the gate gradients in a per-block buffer and 
 (the same thread count gives the same bits). sigmoid and tanh use an inlined rational approximation
 (a few ulp), so results agree with the PyTorch path to float rounding (~1e-7; tested), not bit for bit.
 Measured numbers are in bench/results.json. The first use compiles for ~20 s (cached afterwards in
-torch's extension folder, per CPU model); any failure (no compiler, no ninja) falls back to the plain
-PyTorch path with the same mathematics, and ``L2L_FUSED=0`` switches the kernels off.
+torch's extension folder, one folder per source, flags, CPU model and torch install: ``build_tag``); any
+failure (no compiler, no ninja) falls back to the plain PyTorch path with the same mathematics, and
+``L2L_FUSED=0`` switches the kernels off.
 """
 from __future__ import annotations
 
@@ -52,12 +53,16 @@ def set_enabled(flag: bool) -> bool:
     return previous
 
 
-def _cpu_tag() -> str:
+def build_tag() -> str:
+    """Names the build folder by everything the build depends on: the source, the flags, the CPU model and the
+    torch install (version and headers' folder). Two checkouts or venvs in use at once (a run and the tests, two
+    versions compared side by side) then never rebuild, or load, each other's kernels in one shared folder."""
     try:
         model = next(line for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
-    return hashlib.sha1((model + torch.__version__ + " ".join(_FLAGS)).encode()).hexdigest()[:10]
+    parts = (model, torch.__version__, str(Path(torch.__file__).parent), " ".join(_FLAGS), _SOURCE_FILE.read_text())
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:10]
 
 
 def kernels():
@@ -76,7 +81,7 @@ def kernels():
                     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
                     from torch.utils.cpp_extension import load_inline
 
-                    module = load_inline(f"l2l_fused_{_cpu_tag()}", cpp_sources=_SOURCE_FILE.read_text(),
+                    module = load_inline(f"l2l_fused_{build_tag()}", cpp_sources=_SOURCE_FILE.read_text(),
                                          functions=["layer_forward", "layer_backward"], extra_cflags=_FLAGS,
                                          extra_ldflags=["-fopenmp"],
                                          verbose=False)
