@@ -330,19 +330,42 @@ def test_meta_split_indices_match_meta_splits():
     assert indices["test"][0] == "test" and indices["meta_val"][0] == indices["meta_train"][0] == "train"
 
 
-def test_decoded_images_are_shared_through_a_memory_mapped_file_with_the_same_values(tmp_path, monkeypatch):
-    import torch
+def _same_data(a, b) -> bool:
+    return all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("x_train", "y_train", "x_test", "y_test")) and (
+        (a.name, a.n_classes, a.input_size, a.source) == (b.name, b.n_classes, b.input_size, b.source))
 
-    from l2l_core.tasks import data as d
 
-    x = torch.rand(50, 7)
-    y = torch.rand(3, 7)
-    monkeypatch.setenv(d.CACHE_ENV, str(tmp_path))
-    a, b = d._shared_across_processes("toy", x, y)
-    assert torch.equal(a, x) and torch.equal(b, y) and len(list(tmp_path.glob("toy-*.pt"))) == 1
-    again, _ = d._shared_across_processes("toy", x, y)  # same content: same file, read again
-    assert torch.equal(again, x) and len(list(tmp_path.glob("toy-*.pt"))) == 1
-    d._shared_across_processes("toy", x + 1, y)  # other content: another file
-    assert len(list(tmp_path.glob("toy-*.pt"))) == 2
-    monkeypatch.setenv(d.CACHE_ENV, "off")
-    assert d._shared_across_processes("toy", x, y)[0] is x
+def test_a_decoded_data_set_is_kept_in_one_file_named_by_the_raw_files(tmp_path, monkeypatch, tiny_mnist_root):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(D.CACHE_ENV, str(cache))
+    first = D.load_image_data("mnist", tiny_mnist_root)
+    assert len(list(cache.glob("mnist-*.pt"))) == 1
+    D.clear_cache()
+    again = D.load_image_data("mnist", tiny_mnist_root)  # read back from the file: the same values, bit for bit
+    assert again is not first and _same_data(again, first) and len(list(cache.glob("mnist-*.pt"))) == 1
+    monkeypatch.setenv(D.CACHE_ENV, "off")
+    D.clear_cache()
+    assert _same_data(D.load_image_data("mnist", tiny_mnist_root), first)
+    monkeypatch.setenv(D.CACHE_ENV, str(cache))
+    images = tiny_mnist_root / "MNIST" / "raw" / "train-images-idx3-ubyte"  # another raw file: another kept file
+    raw = bytearray(images.read_bytes())
+    raw[-1] ^= 0xFF
+    images.write_bytes(bytes(raw))
+    D.clear_cache()
+    changed = D.load_image_data("mnist", tiny_mnist_root)
+    assert len(list(cache.glob("mnist-*.pt"))) == 2
+    assert changed.x_train[-1, -1] != first.x_train[-1, -1] and torch.equal(changed.x_train[:-1], first.x_train[:-1])
+
+
+def test_a_process_that_finds_the_decoded_file_neither_decodes_nor_imports_torchvision(tmp_path, tiny_mnist_root):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, D.CACHE_ENV: str(tmp_path / "cache")}
+    code = (f"import sys; from l2l_core.tasks.data import load_image_data; d = load_image_data('mnist', {str(tiny_mnist_root)!r}); "
+            "print('torchvision' in sys.modules, float(d.x_train.sum()))")
+    run = lambda: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                 check=True).stdout.split()
+    decoded, kept = run(), run()  # the first process decodes (torchvision), the second maps its file
+    assert decoded[0] == "True" and kept[0] == "False" and decoded[1] == kept[1]

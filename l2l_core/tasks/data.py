@@ -1,5 +1,9 @@
 """Image classification data for the MLP optimizee tasks, read offline with torchvision's own dataset classes.
 
+torchvision is imported only to decode files that no earlier process decoded: the decoded data set is kept in a
+file named by the raw files' content and this module's code, memory-mapped by every process of a run (a notebook's
+kernel and its Dask workers), which then neither decodes again nor pays torchvision's ~90 MB.
+
 Every data set becomes flat float32 tensors in [0, 1] (``ToTensor`` scaling, CHW order for colour) plus int64
 labels starting at 0. Files are looked up under one data root (see :func:`resolve_data_root`); the layout is the one
 torchvision expects, described in ``shared/data/README.md``.
@@ -12,13 +16,14 @@ from __future__ import annotations
 import math
 import os
 import struct
+import dataclasses
+import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
-from torchvision.datasets.utils import check_integrity
 
 from l2l_core.checks import check_choice, check_seed
 
@@ -167,23 +172,34 @@ def _check_idx(path: Path, ndim: int) -> int:
     return dims[0]
 
 
-class _CIFAR10Unverified(torchvision.datasets.CIFAR10):
-    """CIFAR10 that only checks files exist (no md5) and reads whichever of data_batch_1..5 are present."""
+def _torchvision():
+    """torchvision, imported when files are decoded (see the module docstring for why not at import)."""
+    import torchvision
+    import torchvision.datasets.utils
 
-    test_list = [["test_batch", None]]
-    meta = {"filename": "batches.meta", "key": "label_names", "md5": None}
-
-    def __init__(self, root, train: bool = True):
-        folder = Path(root) / self.base_folder
-        self.train_list = [[f"data_batch_{i}", None] for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
-        super().__init__(root, train=train, download=False)
+    return torchvision
 
 
-class _SVHNUnverified(torchvision.datasets.SVHN):
-    """SVHN that only checks the .mat file exists (no md5), for copies that differ from the official files."""
+@functools.cache
+def _unverified_classes():
+    """(CIFAR10, SVHN) subclasses without md5 checks, for copies that differ from the official files: CIFAR10 reads
+    whichever of data_batch_1..5 are present; SVHN only checks the .mat file exists."""
+    datasets = _torchvision().datasets
 
-    def _check_integrity(self) -> bool:
-        return os.path.isfile(os.path.join(self.root, self.filename))
+    class CIFAR10Unverified(datasets.CIFAR10):
+        test_list = [["test_batch", None]]
+        meta = {"filename": "batches.meta", "key": "label_names", "md5": None}
+
+        def __init__(self, root, train: bool = True):
+            folder = Path(root) / self.base_folder
+            self.train_list = [[f"data_batch_{i}", None] for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
+            super().__init__(root, train=train, download=False)
+
+    class SVHNUnverified(datasets.SVHN):
+        def _check_integrity(self) -> bool:
+            return os.path.isfile(os.path.join(self.root, self.filename))
+
+    return CIFAR10Unverified, SVHNUnverified
 
 
 def _read_idx_set(cls, root: Path, name: str, **kwargs):
@@ -200,12 +216,13 @@ def _read_idx_set(cls, root: Path, name: str, **kwargs):
 
 def _read_cifar10(root: Path):
     """Read CIFAR-10 pickles; the stock class when every official md5 matches, else the no-md5 subclass."""
+    torchvision = _torchvision()
     folder = root / torchvision.datasets.CIFAR10.base_folder
     stock = torchvision.datasets.CIFAR10
     official = all(
-        check_integrity(folder / f, md5) for f, md5 in [*stock.train_list, *stock.test_list, [stock.meta["filename"], stock.meta["md5"]]]
+        torchvision.datasets.utils.check_integrity(folder / f, md5) for f, md5 in [*stock.train_list, *stock.test_list, [stock.meta["filename"], stock.meta["md5"]]]
     )
-    cls = stock if official else _CIFAR10Unverified
+    cls = stock if official else _unverified_classes()[0]
     train, test = cls(root, train=True), cls(root, train=False)
     files = [f for f, _ in train.train_list + train.test_list]
     how = (
@@ -226,14 +243,15 @@ def _read_cifar10(root: Path):
 
 def _read_svhn(root: Path):
     """Read SVHN .mat files from ``<root>/SVHN`` (labels already 0..9); md5-checked when they are the official files."""
+    torchvision = _torchvision()
     folder = root / "SVHN"
     stock = torchvision.datasets.SVHN
     parts, verified = [], []
     for split in ("train", "test"):
         _, filename, md5 = stock.split_list[split]
-        ok = check_integrity(folder / filename, md5)
+        ok = torchvision.datasets.utils.check_integrity(folder / filename, md5)
         verified.append(ok)
-        parts.append((stock if ok else _SVHNUnverified)(folder, split=split))
+        parts.append((stock if ok else _unverified_classes()[1])(folder, split=split))
     how = "md5-verified official files" if all(verified) else "md5 not checked: files differ from the official ones"
     train, test = parts
     return (
@@ -244,6 +262,7 @@ def _read_svhn(root: Path):
 
 
 def _read(name: str, root: Path):
+    torchvision = _torchvision()
     if name == "mnist":
         return _read_idx_set(torchvision.datasets.MNIST, root, name)
     if name == "fashion_mnist":
@@ -258,6 +277,7 @@ def _read(name: str, root: Path):
 
 def _download(name: str, root: Path) -> None:
     """Let torchvision fetch the data set's official files into ``root`` (needs internet)."""
+    torchvision = _torchvision()
     root.mkdir(parents=True, exist_ok=True)
     if name == "svhn":
         for split in ("train", "test"):
@@ -323,34 +343,106 @@ def _cache_dir() -> Path | None:
     return Path(value) if value else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "l2l"
 
 
-def _shared_across_processes(name: str, *arrays: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The same float arrays, memory-mapped from a file named by their content, so that the processes of a
-    run (a notebook's kernel and its Dask workers) share one copy in memory instead of holding one each.
-    The values are the ones passed in, bit for bit; if the cache folder cannot be written, they are returned as is."""
-    import hashlib
+def _input_files(name: str, root: Path) -> list[Path]:
+    """The files the reader of data set ``name`` reads (CIFAR-10: also whichever of data_batch_2..5 exist)."""
+    files = [root / f for f in _REQUIRED[name]]
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        files += [folder / f"data_batch_{i}" for i in range(2, 6) if (folder / f"data_batch_{i}").is_file()]
+    return files
+
+
+def _decoded_file(name: str, root: Path) -> Path | None:
+    """Where the decoded data set is kept: named by the raw files' content, this module's code and torchvision's
+    version, so that any change to what decoding would give makes a new file. None when the cache is off."""
+    from importlib.metadata import PackageNotFoundError, version
 
     folder = _cache_dir()
     if folder is None:
-        return arrays
-    digest = hashlib.sha256()
-    for a in arrays:
-        digest.update(str(tuple(a.shape)).encode())
-        digest.update(memoryview(a.contiguous().numpy()).cast("B"))
-    path = folder / f"{name}-{digest.hexdigest()[:16]}.pt"
+        return None
     try:
-        if not path.is_file():
-            from l2l_core.io import atomic_path
+        reader = version("torchvision")
+    except PackageNotFoundError:
+        reader = "torchvision not installed"
+    digest = hashlib.sha256(Path(__file__).read_bytes() + reader.encode())
+    try:
+        for path in _input_files(name, root):
+            digest.update(f"\0{path.relative_to(root).as_posix()}\0{path.stat().st_size}\0".encode())
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(chunk)
+    except OSError:  # unreadable: decoding reports it, naming the file
+        return None
+    return folder / f"{name}-{digest.hexdigest()[:16]}.pt"
 
-            with atomic_path(path) as tmp:
-                torch.save(list(arrays), tmp)
-        return tuple(torch.load(path, mmap=True, weights_only=True))
-    except (OSError, RuntimeError):  # read-only home, full disk: keep the private copies
-        return arrays
+
+def _load_decoded(path: Path) -> ImageData | None:
+    """The data set kept in ``path``, memory-mapped (None if there is none, or it cannot be read)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return ImageData(**torch.load(path, mmap=True, weights_only=True))
+    except (OSError, RuntimeError, TypeError, ValueError):  # truncated or foreign file: decode again
+        return None
+
+
+def _keep_decoded(path: Path | None, data: ImageData) -> ImageData:
+    """Write ``data`` to ``path`` (atomically) and return it memory-mapped from there, so the processes of a run share
+    one copy in memory; the values are the ones passed in, bit for bit. If the file cannot be written (read-only
+    home, full disk) or the cache is off, ``data`` is returned as it is."""
+    if path is None:
+        return data
+    try:
+        from l2l_core.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save(dataclasses.asdict(data), tmp)
+    except (OSError, RuntimeError):
+        return data
+    return _load_decoded(path) or data
 
 
 def clear_cache() -> None:
     """Forget the data sets :func:`load_image_data` keeps in memory."""
     _CACHE.clear()
+
+
+def _decode(name: str, root: Path) -> ImageData:
+    """Read data set ``name``'s files with torchvision, check them and make flat float tensors (see load_image_data)."""
+    try:
+        x_tr, y_tr, x_te, y_te, classes, reader = _read(name, root)
+    except DataFileError:
+        raise  # our own checks already name the file
+    except Exception as error:  # torchvision/pickle/scipy failures on corrupt files carry no file name
+        files = ", ".join(str(root / f) for f in _REQUIRED[name])
+        raise DataFileError(f"could not read data set {name!r} from {files}: {type(error).__name__}: {error}") from error
+
+    n_classes = _N_CLASSES[name]
+    for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+        if len(x) != len(y) or len(x) == 0:
+            raise DataFileError(f"{name} {split} split has {len(x)} images and {len(y)} labels ({reader})")
+        if y.min() < 0 or y.max() >= n_classes:
+            raise DataFileError(f"{name} {split} labels span {int(y.min())}..{int(y.max())}, outside 0..{n_classes - 1} ({reader})")
+    n_train_file, n_test_file = len(y_tr), len(y_te)
+    x_tr, y_tr, x_te, y_te, note = _cover_test_classes(x_tr, y_tr, x_te, y_te, classes)
+
+    official = _OFFICIAL_COUNTS[name]
+    counts = f"{n_train_file} train / {n_test_file} test images in the files"
+    if (n_train_file, n_test_file) != official:
+        counts += f" (a subset: the official release has {official[0]} / {official[1]})"
+    if note:
+        counts += f"{note}, giving {len(y_tr)} train / {len(y_te)} test"
+    x_train, x_test = _to_flat_float(x_tr), _to_flat_float(x_te)
+    return ImageData(
+        name=name,
+        x_train=x_train,
+        y_train=y_tr.to(torch.int64),
+        x_test=x_test,
+        y_test=y_te.to(torch.int64),
+        n_classes=n_classes,
+        input_size=x_train.shape[1],
+        source=f"{_TITLES[name]} via {reader}; {counts}",
+    )
 
 
 def load_image_data(name: str, data_root: str | os.PathLike | None = None, download: bool = False) -> ImageData:
@@ -380,40 +472,8 @@ def load_image_data(name: str, data_root: str | os.PathLike | None = None, downl
     if missing:
         raise _not_found(name, root, missing)
 
-    try:
-        x_tr, y_tr, x_te, y_te, classes, reader = _read(name, root)
-    except DataFileError:
-        raise  # our own checks already name the file
-    except Exception as error:  # torchvision/pickle/scipy failures on corrupt files carry no file name
-        files = ", ".join(str(root / f) for f in _REQUIRED[name])
-        raise DataFileError(f"could not read data set {name!r} from {files}: {type(error).__name__}: {error}") from error
-
-    n_classes = _N_CLASSES[name]
-    for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
-        if len(x) != len(y) or len(x) == 0:
-            raise DataFileError(f"{name} {split} split has {len(x)} images and {len(y)} labels ({reader})")
-        if y.min() < 0 or y.max() >= n_classes:
-            raise DataFileError(f"{name} {split} labels span {int(y.min())}..{int(y.max())}, outside 0..{n_classes - 1} ({reader})")
-    n_train_file, n_test_file = len(y_tr), len(y_te)
-    x_tr, y_tr, x_te, y_te, note = _cover_test_classes(x_tr, y_tr, x_te, y_te, classes)
-
-    official = _OFFICIAL_COUNTS[name]
-    counts = f"{n_train_file} train / {n_test_file} test images in the files"
-    if (n_train_file, n_test_file) != official:
-        counts += f" (a subset: the official release has {official[0]} / {official[1]})"
-    if note:
-        counts += f"{note}, giving {len(y_tr)} train / {len(y_te)} test"
-    x_train, x_test = _shared_across_processes(name, _to_flat_float(x_tr), _to_flat_float(x_te))
-    data = ImageData(
-        name=name,
-        x_train=x_train,
-        y_train=y_tr.to(torch.int64),
-        x_test=x_test,
-        y_test=y_te.to(torch.int64),
-        n_classes=n_classes,
-        input_size=x_train.shape[1],
-        source=f"{_TITLES[name]} via {reader}; {counts}",
-    )
+    kept = _decoded_file(name, root)
+    data = _load_decoded(kept) or _keep_decoded(kept, _decode(name, root))
     _CACHE[key] = data
     return data
 
