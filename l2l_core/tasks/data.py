@@ -13,13 +13,12 @@ table of names, counts, required files and hints; split up, the parts would impo
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import os
 import struct
-import dataclasses
-import functools
-import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +171,11 @@ def _check_idx(path: Path, ndim: int) -> int:
     return dims[0]
 
 
+def _cifar10_batches(folder: Path) -> list[str]:
+    """The CIFAR-10 training batches present in ``folder`` (the offline subset has data_batch_1 only)."""
+    return [f"data_batch_{i}" for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
+
+
 def _torchvision():
     """torchvision, imported when files are decoded (see the module docstring for why not at import)."""
     import torchvision
@@ -191,8 +195,7 @@ def _unverified_classes():
         meta = {"filename": "batches.meta", "key": "label_names", "md5": None}
 
         def __init__(self, root, train: bool = True):
-            folder = Path(root) / self.base_folder
-            self.train_list = [[f"data_batch_{i}", None] for i in range(1, 6) if (folder / f"data_batch_{i}").is_file()]
+            self.train_list = [[f, None] for f in _cifar10_batches(Path(root) / self.base_folder)]
             super().__init__(root, train=train, download=False)
 
     class SVHNUnverified(datasets.SVHN):
@@ -344,11 +347,11 @@ def _cache_dir() -> Path | None:
 
 
 def _input_files(name: str, root: Path) -> list[Path]:
-    """The files the reader of data set ``name`` reads (CIFAR-10: also whichever of data_batch_2..5 exist)."""
+    """The files the reader of data set ``name`` reads (CIFAR-10: every training batch present)."""
     files = [root / f for f in _REQUIRED[name]]
     if name == "cifar10":
         folder = root / "cifar-10-batches-py"
-        files += [folder / f"data_batch_{i}" for i in range(2, 6) if (folder / f"data_batch_{i}").is_file()]
+        files += [folder / f for f in _cifar10_batches(folder) if folder / f not in files]
     return files
 
 
@@ -376,7 +379,7 @@ def _decoded_file(name: str, root: Path) -> Path | None:
     return folder / f"{name}-{digest.hexdigest()[:16]}.pt"
 
 
-def _load_decoded(path: Path) -> ImageData | None:
+def _load_decoded(path: Path | None) -> ImageData | None:
     """The data set kept in ``path``, memory-mapped (None if there is none, or it cannot be read)."""
     if path is None or not path.is_file():
         return None
@@ -396,7 +399,7 @@ def _keep_decoded(path: Path | None, data: ImageData) -> ImageData:
         from l2l_core.io import atomic_path
 
         with atomic_path(path) as tmp:
-            torch.save(dataclasses.asdict(data), tmp)
+            torch.save(asdict(data), tmp)
     except (OSError, RuntimeError):
         return data
     return _load_decoded(path) or data
