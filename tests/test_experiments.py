@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -61,6 +62,23 @@ def test_seed_lstms_are_reused_only_for_the_same_training_settings(tmp_path):
     other = settings.settings("q", "quadratic", "smoke", results_dir=tmp_path, meta_lr=0.01)
     retrained = lstms.train_seeds(fam, other, tmp_path, progress=False)
     assert any((a != b).any() for a, b in zip(first.lstms[0].parameters(), retrained.lstms[0].parameters()))
+
+
+def test_seed_lstms_that_learned_below_their_restart_cap_are_reused_under_a_higher_cap(tmp_path):
+    """The profiles' cap was raised after runs whose LSTMs mostly learned at once: those files are kept, a seed
+    that ended at its cap (maybe stuck) is trained again."""
+    fam = QuadraticFamily()
+    low = settings.settings("q", "quadratic", "smoke", results_dir=tmp_path, restarts=1)
+    high = settings.settings("q", "quadratic", "smoke", results_dir=tmp_path, restarts=3)
+    first = lstms.train_seeds(fam, low, tmp_path, progress=False)
+    assert set(first.history.attempt) == {0}  # smoke's quadratic LSTMs learn in their first epoch
+    job = lstms.SeedJob(fam, high, tmp_path.resolve(), "lstm", high.training(), None, None, high.meta_epochs, (), False)
+    assert all(job.done(seed) for seed in high.meta_seeds)
+    history = tmp_path / "history-lstm-seed0.csv"  # as if seed 0 had ended on its cap: attempt 1 of 1
+    pd.read_csv(history).assign(attempt=1).to_csv(history, index=False)
+    assert not job.done(0) and job.done(1)
+    assert not lstms.SeedJob(fam, low, tmp_path.resolve(), "lstm", {**low.training(), "unroll": 5}, None, None,
+                             low.meta_epochs, (), False).done(1)  # any other setting still retrains
 
 
 def test_a_smaller_budget_selects_what_a_shorter_run_selects(tmp_path):

@@ -130,3 +130,39 @@ def test_a_restart_draws_its_own_trajectories_and_attempt_zero_keeps_a_plain_run
     assert per_attempt[0] == [mt.trajectory_seed(4, 0, 1, j) for j in range(2)]
     assert per_attempt[0] == [derive_seed("trajectory", 4, 1, j) for j in range(2)]
     assert len({s for part in per_attempt for s in part}) == 8  # no attempt sees another's trajectories
+
+
+def test_a_run_under_another_restart_cap_is_reused_only_where_it_ends_in_the_same_lstm(monkeypatch):
+    """Files trained under one cap are reused under another (the profiles raised it) only when
+    ``same_result_with_restarts`` says so; checked against real runs where attempts 0 and 1 are stuck and 2 learns."""
+    from l2l_core.training.meta_train import same_result_with_restarts
+
+    fam = QuadraticFamily()
+
+    def run(cap):
+        checks = []
+
+        def stuck(score, reference):  # the k-th check is attempt k's: attempts 0 and 1 stuck, later ones learn
+            checks.append(score)
+            return len(checks) <= 2
+
+        monkeypatch.setattr(mt, "is_stuck", stuck)
+        return meta_train(fam, seed=3, restarts=cap, **KW)
+
+    runs = {cap: run(cap) for cap in range(5)}
+    last = {cap: int(r.history["attempt"].max()) for cap, r in runs.items()}
+    assert last == {0: 0, 1: 1, 2: 2, 3: 2, 4: 2}
+    said_same = 0
+    for saved in runs:
+        for cap in runs:
+            a, b = runs[saved], runs[cap]
+            equal = a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds")) and all(
+                x.equal(y) for x, y in zip(a.best.parameters(), b.best.parameters()))
+            if same_result_with_restarts(saved, last[saved], cap):
+                said_same += 1
+                assert equal, (saved, cap)
+            else:  # not reused: another LSTM wherever the runs end at different attempts (attempts ignore the cap)
+                assert equal == (last[saved] == last[cap]), (saved, cap)
+    # reused: every equal cap, and the runs that learned below their cap (3 and 4) under caps 2, 3 and 4
+    assert said_same == 5 + 4
+    assert not same_result_with_restarts(2, 2, 3)  # ended at its cap: maybe stuck, so not reused (conservative)

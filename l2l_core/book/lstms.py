@@ -10,7 +10,7 @@ import pandas as pd
 from l2l_core.optimizers.checkpoint import load_optimizer, save_optimizer
 from l2l_core.io import write_frame
 from l2l_core import jobs
-from l2l_core.training.meta_train import meta_train, unroll_segments
+from l2l_core.training.meta_train import meta_train, same_result_with_restarts, unroll_segments
 
 from l2l_core.book.settings import Settings
 
@@ -18,6 +18,18 @@ def _digest(*parts) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _same_lstm(saved: dict, wanted: dict, last_attempt: int) -> bool:
+    """Whether an LSTM file's metadata ``saved`` (its run ended at ``last_attempt``) is what ``wanted`` trains."""
+    if any(saved.get(k) != v for k, v in wanted.items() if k != "training"):
+        return False
+    ours, theirs = dict(wanted["training"]), dict(saved.get("training") or {})
+    caps = theirs.pop("restarts", 0), ours.pop("restarts", 0)
+    rules = theirs.pop("restart_rule", None), ours.pop("restart_rule", None)
+    if theirs != ours or (last_attempt > 0 and rules[0] != rules[1]):
+        return False
+    return same_result_with_restarts(caps[0], last_attempt, caps[1])
 
 
 @dataclass
@@ -98,12 +110,16 @@ class SeedJob:
                 self.folder / f"history-{self.name}-seed{seed}.csv")
 
     def done(self, seed: int) -> bool:
-        """Whether this seed's files exist and were trained with these settings (then it is not redone)."""
+        """Whether this seed's files exist and hold what these settings train (then it is not redone): trained
+        with the same settings, or with another restart cap that provably ends in the same LSTM
+        (``same_result_with_restarts``, judged by the last attempt in the seed's curve)."""
         path, snapshots, history_path = self.paths(seed)
         files = [path, *snapshots.values()]
+        if not (history_path.is_file() and all(p.is_file() for p in files)):
+            return False
+        last_attempt = int(pd.read_csv(history_path)["attempt"].max())
         wanted = self.wanted(seed)
-        return history_path.is_file() and all(p.is_file() for p in files) and all(
-            {k: load_optimizer(p)[1]["metadata"].get(k) for k in wanted} == wanted for p in files)
+        return all(_same_lstm(load_optimizer(p)[1]["metadata"], wanted, last_attempt) for p in files)
 
     def __call__(self, seed: int) -> None:
         path, snapshots, history_path = self.paths(seed)

@@ -27,7 +27,7 @@ CHAPTERS = {
     "05_mnist_like": mnist_like_setup,
     "06_cifar_svhn": cifar_svhn_setup,
 }
-SAME_RUN_KEYS = ("profile", "meta_seeds", "init", "errata_trajectories", "seeds", "n_tasks", "steps", "tune_tasks", "tune_steps", "meta_epochs",
+SAME_RUN_KEYS = ("profile", "meta_seeds", "init", "errata_trajectories", "restarts", "seeds", "n_tasks", "steps", "tune_tasks", "tune_steps", "meta_epochs",
                  "trajectories_per_epoch", "tasks_per_trajectory", "train_steps", "unroll", "n_val_tasks",
                  "meta_lr", "seed", "device", "data_root")
 TUNING_KEYS = ("profile", "tune_tasks", "tune_steps", "seed", "init", "device", "data_root")

@@ -314,6 +314,17 @@ RESTART_MIN_GAIN = 0.01  # a first epoch that improves validation by less than 1
 RESTART_RULE = 2
 
 
+def same_result_with_restarts(saved: int, last_attempt: int, restarts: int) -> bool:
+    """Whether a run allowed ``saved`` restarts that ended at attempt ``last_attempt`` has the result a run
+    allowed ``restarts`` would have (same seed and settings otherwise), so its files can be reused.
+
+    Attempts are seeded by (seed, attempt), never by the cap, so two caps differ only in whether a stuck attempt
+    may restart. An attempt that ended below its cap learned (a stuck one would have restarted): every cap from
+    that attempt on ends there too. One that ended at its cap may be stuck: only the same cap is known to agree.
+    """
+    return saved == restarts or last_attempt < saved and last_attempt <= restarts
+
+
 def trajectory_seed(seed: int, attempt: int, epoch: int, index: int) -> int:
     """The seed of trajectory ``index`` of ``epoch``: a function of the meta-training seed, so a run resumes and
     repeats exactly; a restart (``attempt`` > 0) draws its own, attempt 0 those of a run without restarts."""
