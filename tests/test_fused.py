@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,6 +181,12 @@ def test_each_source_and_flag_set_builds_in_a_folder_of_its_own(monkeypatch, tmp
     monkeypatch.undo()
     monkeypatch.setattr(fused, "_FLAGS", [*fused._FLAGS, "-ffp-contract=off"])
     assert fused.build_tag() != tag
+    monkeypatch.undo()
+    # the same torch install reached through a symlinked venv (as a notebook kernel may start it) is one build
+    link = tmp_path / "linked-torch"
+    link.symlink_to(Path(torch.__file__).parent, target_is_directory=True)
+    monkeypatch.setattr(torch, "__file__", str(link / "__init__.py"))
+    assert fused.build_tag() == tag
 
 
 def _layer_reference(x, h, c, weight, bias):

@@ -61,7 +61,7 @@ def build_tag() -> str:
         model = next(line for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
-    parts = (model, torch.__version__, str(Path(torch.__file__).parent), " ".join(_FLAGS), _SOURCE_FILE.read_text())
+    parts = (model, torch.__version__, str(Path(torch.__file__).resolve().parent), " ".join(_FLAGS), _SOURCE_FILE.read_text())
     return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:10]
 
 
