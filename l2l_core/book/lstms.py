@@ -117,7 +117,8 @@ class SeedJob:
         files = [path, *snapshots.values()]
         if not (history_path.is_file() and all(p.is_file() for p in files)):
             return False
-        last_attempt = int(pd.read_csv(history_path)["attempt"].max())
+        history = pd.read_csv(history_path)
+        last_attempt = int(history["attempt"].max()) if "attempt" in history else 0  # curves before restarts had none
         wanted = self.wanted(seed)
         return all(_same_lstm(load_optimizer(p)[1]["metadata"], wanted, last_attempt) for p in files)
 
