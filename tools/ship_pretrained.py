@@ -22,7 +22,7 @@ from l2l_core.optimizers.checkpoint import load_optimizer
 from l2l_core.evaluation.claims import per_task_metric
 from l2l_core.book.pages import collect_claims
 from l2l_core.io import write_json
-from l2l_core.training.meta_train import RESTART_MIN_GAIN, is_stuck
+from l2l_core.training.meta_train import RESTART_MIN_GAIN, is_stuck, last_attempt
 from l2l_core.optimizers.drop_in import reference_run
 from l2l_core.optimizers.pretrained import FOLDER
 
@@ -71,7 +71,7 @@ def main() -> None:
         seed = int(path.stem.removeprefix("lstm-seed"))
         lstm, info = load_optimizer(path)
         history = pd.read_csv(chapter / f"history-lstm-seed{seed}.csv")
-        restarts = int(history["attempt"].max()) if "attempt" in history else 0
+        restarts = last_attempt(history)
         history = history[history["attempt"] == restarts] if "attempt" in history else history
         best = history.loc[history.val_loss_sum.idxmin()]
         seeds[seed] = {"family": info["metadata"]["family"], "restarts": restarts, "best_epoch": int(best.epoch),

@@ -10,7 +10,7 @@ import pandas as pd
 from l2l_core.optimizers.checkpoint import load_optimizer, save_optimizer
 from l2l_core.io import write_frame
 from l2l_core import jobs
-from l2l_core.training.meta_train import meta_train, same_result_with_restarts, unroll_segments
+from l2l_core.training.meta_train import last_attempt, meta_train, same_result_with_restarts, unroll_segments
 
 from l2l_core.book.settings import Settings
 
@@ -117,10 +117,9 @@ class SeedJob:
         files = [path, *snapshots.values()]
         if not (history_path.is_file() and all(p.is_file() for p in files)):
             return False
-        history = pd.read_csv(history_path)
-        last_attempt = int(history["attempt"].max()) if "attempt" in history else 0  # curves before restarts had none
+        ended = last_attempt(pd.read_csv(history_path))
         wanted = self.wanted(seed)
-        return all(_same_lstm(load_optimizer(p)[1]["metadata"], wanted, last_attempt) for p in files)
+        return all(_same_lstm(load_optimizer(p)[1]["metadata"], wanted, ended) for p in files)
 
     def __call__(self, seed: int) -> None:
         path, snapshots, history_path = self.paths(seed)

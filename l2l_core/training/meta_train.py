@@ -325,6 +325,11 @@ def same_result_with_restarts(saved: int, last_attempt: int, restarts: int) -> b
     return saved == restarts or last_attempt < saved and last_attempt <= restarts
 
 
+def last_attempt(history: pd.DataFrame) -> int:
+    """The attempt a meta-training curve ended with (0 for a curve written before restarts, which has no column)."""
+    return int(history["attempt"].max()) if "attempt" in history else 0
+
+
 def trajectory_seed(seed: int, attempt: int, epoch: int, index: int) -> int:
     """The seed of trajectory ``index`` of ``epoch``: a function of the meta-training seed, so a run resumes and
     repeats exactly; a restart (``attempt`` > 0) draws its own, attempt 0 those of a run without restarts."""
