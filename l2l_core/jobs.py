@@ -53,7 +53,7 @@ def job_threads(setting: str | None = None) -> int:
     a cluster ``CLUSTER_JOB_THREADS``."""
     import torch
 
-    value = os.environ.get(THREADS_ENV)
+    value = os.environ.get(THREADS_ENV) or None  # "" is unset, as for every L2L_* variable
     if value is None:
         return torch.get_num_threads() if (setting or scheduler()) == "serial" else CLUSTER_JOB_THREADS
     if not value.isdigit() or int(value) < 1:
@@ -79,13 +79,37 @@ def client(setting: str | None = None):
     return _clients[setting]
 
 
+# What a local worker process imports before it forks (the modules whose functions the package runs as jobs):
+# their pages are then shared copy-on-write by every worker instead of paid by each. Measured on the 2-vCPU AMD
+# EPYC: two workers after importing these took 908 MB (PSS) when spawned, 520 MB (server included) when forked.
+WORKER_PRELOAD = ("torch", "l2l_core.book.lstms", "l2l_core.evaluation.evaluate")
+_worker_env_keys: set = set()
+
+
 def start_local_cluster(workers: int):
-    """Start (or replace) the ``local`` Dask cluster with ``workers`` single-task worker processes."""
+    """Start (or replace) the ``local`` Dask cluster with ``workers`` single-task worker processes.
+
+    The workers fork from a multiprocessing forkserver that has imported ``WORKER_PRELOAD`` (started with the first
+    cluster; Dask starts it with the environment it gives spawned workers, so threads and hashing are the same).
+    A forked worker inherits the server's environment, not this process's, so every ``L2L_*`` variable this
+    process has (or had at an earlier start) is handed to the workers: set ones with their value, removed ones as
+    "" (which every ``L2L_*`` reader takes as unset).
+    """
+    import multiprocessing
+
+    import dask
     from distributed import Client, LocalCluster
+    from distributed.utils import get_mp_context
 
     if "local" in _clients:
         _close(_clients.pop("local"))
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+    get_mp_context()  # Dask sets its own preload list on its first call only: ours, set next, replaces it
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *WORKER_PRELOAD])
+    _worker_env_keys.update(k for k in os.environ if k.startswith("L2L_"))
+    env = {k: os.environ.get(k, "") for k in sorted(_worker_env_keys)}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           env=env)
     _clients["local"] = Client(cluster)
     return _clients["local"]
 

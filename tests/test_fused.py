@@ -179,7 +179,7 @@ def test_each_source_and_flag_set_builds_in_a_folder_of_its_own(monkeypatch, tmp
     monkeypatch.setattr(fused, "_SOURCE_FILE", edited)
     assert fused.build_tag() != tag
     monkeypatch.undo()
-    monkeypatch.setattr(fused, "_FLAGS", [*fused._FLAGS, "-ffp-contract=off"])
+    monkeypatch.setenv("L2L_KERNEL_CFLAGS", os.environ.get("L2L_KERNEL_CFLAGS", "") + " -ffp-contract=off")
     assert fused.build_tag() != tag
     monkeypatch.undo()
     # the same torch install reached through a symlinked venv (as a notebook kernel may start it) is one build

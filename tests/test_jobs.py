@@ -60,6 +60,34 @@ def test_the_scheduler_setting_is_checked(monkeypatch):
         jobs.job_threads()
 
 
+def _parent_of_worker():
+    """(parent pid, parent's command line, whether the parent has torch's library mapped) of this worker."""
+    parent = os.getppid()
+    with open(f"/proc/{parent}/cmdline", "rb") as cmd, open(f"/proc/{parent}/maps") as maps:
+        return parent, cmd.read().replace(b"\0", b" ").decode(), "libtorch_cpu" in maps.read()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc (Linux)")
+def test_local_workers_fork_from_a_server_with_torch_and_see_this_processs_variables(monkeypatch):
+    """Workers share torch's pages (forked from a server that imported it, not spawned by this process), yet
+    each new cluster sees this process's L2L_* variables as they are now: set, changed, or removed."""
+    monkeypatch.setenv("L2L_PROBE", "first")
+    try:
+        client = jobs.start_local_cluster(1)
+        (parent, cmd, has_torch), = client.run(_parent_of_worker).values()
+        assert parent != os.getpid() and "forkserver" in cmd and has_torch
+        assert list(client.run(os.environ.get, "L2L_PROBE").values()) == ["first"]
+        monkeypatch.setenv("L2L_PROBE", "second")
+        client = jobs.start_local_cluster(1)
+        assert list(client.run(os.environ.get, "L2L_PROBE").values()) == ["second"]
+        monkeypatch.delenv("L2L_PROBE")
+        client = jobs.start_local_cluster(1)
+        assert list(client.run(os.environ.get, "L2L_PROBE").values()) in (["",], [None])
+    finally:
+        jobs.close_clients()
+
+
 @pytest.mark.slow
 def test_seed_jobs_on_two_workers_write_the_serial_runs_files_even_when_a_worker_dies(tmp_path, monkeypatch):
     serial = _run(tmp_path, monkeypatch, "serial", "serial", meta_epochs=6)

@@ -34,16 +34,16 @@ _SOURCE_FILE = Path(__file__).with_name("fused_kernels.cpp")
 # instruction set), "-ffp-contract=off" changes only the rounding (no fused multiply-add: objdump counts 436
 # vfmadd instructions in the default build and 0 in this one; "-mno-fma" after -march=native left all 436 in
 # place on the AMD EPYC with GCC 12): a run to check that verdicts do not depend on float rounding.
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-mprefer-vector-width=512", "-fopenmp",
-          *shlex.split(os.environ.get("L2L_KERNEL_CFLAGS", ""))]
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-mprefer-vector-width=512", "-fopenmp"]
 _lock = threading.Lock()
 _state: dict = {}
 _enabled = [True]
 
 
 def compile_flags() -> list[str]:
-    """The flags the kernels are (or will be) compiled with, L2L_KERNEL_CFLAGS included (for bench records)."""
-    return list(_FLAGS)
+    """The flags the kernels are (or will be) compiled with, L2L_KERNEL_CFLAGS included (for bench records). Read at
+    the call, not at import: a Dask worker imports this module before it takes its cluster's environment."""
+    return [*_FLAGS, *shlex.split(os.environ.get("L2L_KERNEL_CFLAGS", ""))]
 
 
 def set_enabled(flag: bool) -> bool:
@@ -61,7 +61,7 @@ def build_tag() -> str:
         model = next(line for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
-    parts = (model, torch.__version__, str(Path(torch.__file__).resolve().parent), " ".join(_FLAGS), _SOURCE_FILE.read_text())
+    parts = (model, torch.__version__, str(Path(torch.__file__).resolve().parent), " ".join(compile_flags()), _SOURCE_FILE.read_text())
     return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:10]
 
 
@@ -82,7 +82,7 @@ def kernels():
                     from torch.utils.cpp_extension import load_inline
 
                     module = load_inline(f"l2l_fused_{build_tag()}", cpp_sources=_SOURCE_FILE.read_text(),
-                                         functions=["layer_forward", "layer_backward"], extra_cflags=_FLAGS,
+                                         functions=["layer_forward", "layer_backward"], extra_cflags=compile_flags(),
                                          extra_ldflags=["-fopenmp"],
                                          verbose=False)
                 except Exception as err:  # no compiler / ninja / headers: the PyTorch path is used
