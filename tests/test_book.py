@@ -1,4 +1,5 @@
 """End to end: the smoke profile through papermill, the claims, and the Jupyter Book build."""
+import json
 import re
 import subprocess
 import sys
@@ -183,6 +184,27 @@ def test_the_stuck_rate_note_counts_stuck_runs_and_names_an_unfinished_measureme
     (tmp_path / "provenance-fam.json").unlink()
     assert "no provenance file" in stuck_rate_note(s, tmp_path).data
     assert stuck_rate_note(s, tmp_path / "nothing") is None
+
+
+@pytest.mark.slow
+def test_notebooks_run_in_this_interpreter_whatever_a_python3_kernelspec_names(tmp_path, monkeypatch):
+    """A user's own "python3" kernelspec (found first on JUPYTER_PATH) must not choose the notebooks' interpreter:
+    the kernels built before the notebooks are found only from the same interpreter path."""
+    import nbformat
+    import papermill
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"], "display_name": "elsewhere",
+                                                  "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"import sys; open({str(tmp_path / 'which')!r}, 'w').write(sys.executable)")])
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                               progress_bar=False, kernel_manager_class=reproduce.local_kernel_manager())
+    assert (tmp_path / "which").read_text() == sys.executable
 
 
 def test_the_kernels_are_built_before_the_notebooks_and_say_when_they_are_off(monkeypatch):

@@ -121,19 +121,29 @@ def check_parameters(name: str, params: dict) -> None:
 
 
 def local_kernel_manager():
-    """The kernel manager papermill starts kernels with: over local IPC sockets where the OS has them.
+    """The kernel manager papermill starts kernels with: this interpreter, over local IPC sockets where the OS has them.
 
     A kernel over TCP warns on every start that it is unencrypted ("Kernel is running over TCP without
     encryption"), which a user of `make reproduce` can do nothing about; a local socket needs no encryption.
+    The kernel is this interpreter whatever a "python3" kernelspec names: a user's own spec may point at another
+    environment, and the kernels that ``build_kernels`` compiled are reused only from the same interpreter path
+    (torch's extension build records the include paths it was given, and rebuilds when they differ).
     """
+    from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum
 
-    if os.name == "nt":  # no IPC transport on Windows
-        return AsyncKernelManager
-
     class LocalKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+        if os.name != "nt":  # no IPC transport on Windows
+            transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @property
+        def kernel_spec(self) -> KernelSpec:
+            if self._kernel_spec is None:
+                self._kernel_spec = KernelSpec(
+                    name="python3", display_name="Python 3 (ipykernel)", language="python",
+                    argv=[sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"])
+            return self._kernel_spec
 
         async def _async_interrupt_kernel(self) -> None:
             """No SIGINT at shutdown: jupyter_client sends one to the kernel's process group before the shutdown
