@@ -89,11 +89,11 @@ _worker_env_keys: set = set()
 def start_local_cluster(workers: int):
     """Start (or replace) the ``local`` Dask cluster with ``workers`` single-task worker processes.
 
-    The workers fork from a multiprocessing forkserver that has imported ``WORKER_PRELOAD`` (started with the first
-    cluster; Dask starts it with the environment it gives spawned workers, so threads and hashing are the same).
-    A forked worker inherits the server's environment, not this process's, so every ``L2L_*`` variable this
-    process has (or had at an earlier start) is handed to the workers: set ones with their value, removed ones as
-    "" (which every ``L2L_*`` reader takes as unset).
+    The workers fork (where the OS has a forkserver; on Windows each is spawned) from a multiprocessing forkserver
+    that has imported ``WORKER_PRELOAD``. It starts with the first cluster, with the environment Dask gives spawned
+    workers (so threads and hashing are the same), and keeps it: every ``L2L_*`` variable this process has (or had
+    at an earlier start) is handed to each new cluster's workers, set ones with their value, removed ones as ""
+    (which every ``L2L_*`` reader takes as unset).
     """
     import multiprocessing
 
@@ -103,9 +103,10 @@ def start_local_cluster(workers: int):
 
     if "local" in _clients:
         _close(_clients.pop("local"))
-    dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
-    get_mp_context()  # Dask sets its own preload list on its first call only: ours, set next, replaces it
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *WORKER_PRELOAD])
+    if "forkserver" in multiprocessing.get_all_start_methods():  # not on Windows: there each worker is spawned
+        dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+        get_mp_context()  # Dask sets its own preload list on its first call only: ours, set next, replaces it
+        multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *WORKER_PRELOAD])
     _worker_env_keys.update(k for k in os.environ if k.startswith("L2L_"))
     env = {k: os.environ.get(k, "") for k in sorted(_worker_env_keys)}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",

@@ -68,7 +68,7 @@ def _parent_of_worker():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc (Linux)")
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc (Linux), forks workers")
 def test_local_workers_fork_from_a_server_with_torch_and_see_this_processs_variables(monkeypatch):
     """Workers share torch's pages (forked from a server that imported it, not spawned by this process), yet
     each new cluster sees this process's L2L_* variables as they are now: set, changed, or removed."""
