@@ -55,13 +55,15 @@ def set_enabled(flag: bool) -> bool:
 
 def build_tag() -> str:
     """Names the build folder by everything the build depends on: the source, the flags, the CPU model and the
-    torch install (version and headers' folder). Two checkouts or venvs in use at once (a run and the tests, two
-    versions compared side by side) then never rebuild, or load, each other's kernels in one shared folder."""
+    torch install (version and headers' folder, by the path it was imported from: the build records that path's
+    include folders and rebuilds when they differ, so one torch reached through a link and through its real path
+    would otherwise rebuild in turn). Two checkouts or venvs in use at once (a run and the tests, two versions
+    compared side by side) then never rebuild, or load, each other's kernels in one shared folder."""
     try:
         model = next(line for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
-    parts = (model, torch.__version__, str(Path(torch.__file__).resolve().parent), " ".join(compile_flags()), _SOURCE_FILE.read_text())
+    parts = (model, torch.__version__, str(Path(torch.__file__).parent), " ".join(compile_flags()), _SOURCE_FILE.read_text())
     return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:10]
 
 
