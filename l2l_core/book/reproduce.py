@@ -129,6 +129,7 @@ def local_kernel_manager():
     environment, and the kernels that ``build_kernels`` compiled are reused only from the same interpreter path
     (torch's extension build records the include paths it was given, and rebuilds when they differ).
     """
+    from ipykernel.kernelspec import get_kernel_dict
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import CaselessStrEnum
@@ -139,10 +140,8 @@ def local_kernel_manager():
 
         @property
         def kernel_spec(self) -> KernelSpec:
-            if self._kernel_spec is None:
-                self._kernel_spec = KernelSpec(
-                    name="python3", display_name="Python 3 (ipykernel)", language="python",
-                    argv=[sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"])
+            if self._kernel_spec is None:  # ipykernel's own spec for this interpreter (jupyter's "native" one)
+                self._kernel_spec = KernelSpec(name="python3", **get_kernel_dict())
             return self._kernel_spec
 
         async def _async_interrupt_kernel(self) -> None:
