@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import l2l_core.optimizers.baselines as baselines
+from l2l_core.tasks.data import to_inputs
 from l2l_core.evaluation.tuning import tune_learning_rate
 from l2l_core.optimizers.baselines import BASELINES, LR_GRID, Baseline, build_baseline
 from l2l_core.evaluation.evaluate import evaluate
@@ -103,7 +104,7 @@ def test_a_set_of_different_baselines_equals_separate_runs_on_mlps(tiny_mnist_ro
     thesis' near-zero weights) into differences of 1e-4 that depend on the CPU's SIMD width. In float64 the same
     reassociation leaves ~1e-16 relative, amplified at most ~1e6 by the normalisation, hence the 1e-9 bound."""
     tasks = MLPFamily(dataset="mnist", hidden=(6,), data_root=tiny_mnist_root).sample(3, 0)
-    tasks = dataclasses.replace(tasks, x=tasks.x.double())
+    tasks = dataclasses.replace(tasks, x=to_inputs(tasks.x).double())
     pairs = [("sgd", 0.5), ("adam", 0.01), ("nag", 0.1), ("adam", 0.1), ("rmsprop", 0.003)]
     losses, thetas = run_baseline_set(pairs, tasks, 12)
     assert losses.shape == (5, 13, 3) and thetas.shape == (5, 3, tasks.dim)

@@ -85,10 +85,12 @@ def test_mnist_like_loader_scales_flattens_and_round_trips(tmp_path, name, folde
     data = D.load_image_data(name, tmp_path)
     assert (data.name, data.n_classes, data.input_size) == (name, 10, 784)
     assert data.x_train.shape == (13, 784) and data.x_test.shape == (12, 784)
-    assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
-    assert 0.0 <= float(data.x_train.min()) and float(data.x_train.max()) <= 1.0
-    assert torch.equal(data.x_train, torch.from_numpy(x_tr.reshape(13, -1)).float() / 255)
-    assert torch.equal((data.x_test * 255).round().to(torch.uint8), torch.from_numpy(x_te.reshape(12, -1)))
+    assert data.x_train.dtype == torch.uint8 and data.y_train.dtype == torch.int64  # pixels as in the files
+    assert torch.equal(data.x_train, torch.from_numpy(x_tr.reshape(13, -1)))
+    assert torch.equal(data.x_test, torch.from_numpy(x_te.reshape(12, -1)))
+    inputs = D.to_inputs(data.x_train)  # ToTensor's scaling: float32 pixel / 255, in [0, 1]
+    assert inputs.dtype == torch.float32 and 0.0 <= float(inputs.min()) and float(inputs.max()) <= 1.0
+    assert torch.equal(inputs, torch.from_numpy(x_tr.reshape(13, -1)).float() / 255)
     assert data.y_train.tolist() == y_tr.tolist() and data.y_test.tolist() == y_te.tolist()
     assert folder in data.source and "subset" in data.source  # 13/12 images is not the official 60000/10000
 
@@ -121,7 +123,7 @@ def test_emnist_letters_labels_are_zero_based(tmp_path):
     data = D.load_image_data("emnist_letters", tmp_path)
     assert data.n_classes == 26
     assert data.y_train.tolist() == (train - 1).tolist() and data.y_test.tolist() == (test - 1).tolist()
-    assert torch.equal(data.x_test, torch.from_numpy(x_te.reshape(len(test), -1)).float() / 255)
+    assert torch.equal(data.x_test, torch.from_numpy(x_te.reshape(len(test), -1)))
     assert "moved" not in data.source
 
 
@@ -134,11 +136,11 @@ def test_emnist_letters_builds_an_all_class_test_set(tmp_path):
     assert sorted(data.y_test.unique().tolist()) == list(range(26))
     assert len(data.y_train) + len(data.y_test) == len(train) + len(test)
     n_te = len(test)
-    assert torch.equal(data.x_test[:n_te], torch.from_numpy(x_te.reshape(n_te, -1)).float() / 255)  # originals kept
+    assert torch.equal(data.x_test[:n_te], torch.from_numpy(x_te.reshape(n_te, -1)))  # originals kept
     moved = data.y_test[n_te:]
     assert torch.bincount(moved, minlength=26).tolist() == [2] * 26  # stratified 20% of each class
     train_rows = {tuple(r) for r in (x_tr.reshape(len(train), -1)).tolist()}
-    as_rows = lambda x: {tuple(r) for r in (x * 255).round().to(torch.uint8).tolist()}
+    as_rows = lambda x: {tuple(r) for r in x.tolist()}
     assert as_rows(data.x_test[n_te:]) <= train_rows  # moved images come from train...
     assert not as_rows(data.x_test[n_te:]) & as_rows(data.x_train)  # ...and left it
     assert "t, u, v, w, x, y, z" in data.source and "seed 0" in data.source
@@ -156,10 +158,10 @@ def test_cifar10_subset_flattens_in_chw_plane_order(tmp_path):
     data = D.load_image_data("cifar10", tmp_path)
     assert data.input_size == 3072 and data.x_train.shape == (20, 3072) and data.x_test.shape == (10, 3072)
     # the pickle rows are R, G, B planes of 1024 pixels: flattening must reproduce them exactly
-    assert torch.equal(data.x_train, torch.from_numpy(train["data"]).float() / 255)
-    assert torch.equal(data.x_test, torch.from_numpy(test["data"]).float() / 255)
+    assert torch.equal(data.x_train, torch.from_numpy(train["data"]))
+    assert torch.equal(data.x_test, torch.from_numpy(test["data"]))
     red = data.x_train[3].view(3, 32, 32)[0]
-    assert torch.equal(red, torch.from_numpy(train["data"][3, :1024].reshape(32, 32)).float() / 255)
+    assert torch.equal(red, torch.from_numpy(train["data"][3, :1024].reshape(32, 32)))
     assert data.y_train.tolist() == train["labels"] and data.y_test.tolist() == test["labels"]
     assert "without md5" in data.source and "data_batch_1" in data.source
 
@@ -186,9 +188,10 @@ def test_svhn_maps_label_10_to_0_and_keeps_chw(tmp_path):
     assert data.x_train.shape == (12, 3072) and data.x_test.shape == (10, 3072) and data.n_classes == 10
     assert data.y_train.tolist() == [v % 10 for v in y_tr.ravel().tolist()]
     assert 0 in data.y_train.tolist() and 10 not in data.y_train.tolist()
-    expected = torch.from_numpy(X_tr.transpose(3, 2, 0, 1).reshape(12, -1).copy()).float() / 255  # (N, C, H, W)
+    expected = torch.from_numpy(X_tr.transpose(3, 2, 0, 1).reshape(12, -1).copy())  # (N, C, H, W)
     assert torch.equal(data.x_train, expected)
-    assert data.x_test.view(10, 3, 32, 32)[4, 1, 5, 6].item() == np.float32(X_te[5, 6, 1, 4]) / np.float32(255)
+    assert data.x_test.view(10, 3, 32, 32)[4, 1, 5, 6].item() == X_te[5, 6, 1, 4]
+    assert D.to_inputs(data.x_test).view(10, 3, 32, 32)[4, 1, 5, 6].item() == np.float32(X_te[5, 6, 1, 4]) / np.float32(255)
     assert "md5 not checked" in data.source
 
 
@@ -268,19 +271,20 @@ def test_corrupt_svhn_mat_names_the_data_set(tmp_path):
 
 
 def _toy(n=60):
-    x = torch.arange(n, dtype=torch.float32).unsqueeze(1).repeat(1, 4)
-    return D.ImageData("mnist", x, torch.arange(n) % 10, x[:5] + 1000, torch.arange(5), 10, 4, "toy")
+    x = torch.arange(n, dtype=torch.uint8).unsqueeze(1).repeat(1, 4)  # pixel value = row number
+    return D.ImageData("mnist", x, torch.arange(n) % 10, x[:5] + 100, torch.arange(5), 10, 4, "toy")
 
 
 def test_meta_splits_are_disjoint_and_cover_train():
     data = _toy()
     splits = D.meta_splits(data)
-    train_ids, val_ids = splits["meta_train"].x[:, 0].long(), splits["meta_val"].x[:, 0].long()
+    assert splits["meta_train"].x.dtype == torch.float32  # a split holds the network's inputs
+    train_ids, val_ids = ((splits[s].x[:, 0] * 255).round().long() for s in ("meta_train", "meta_val"))
     assert len(val_ids) == 10 and len(train_ids) == 50
     assert not set(train_ids.tolist()) & set(val_ids.tolist())
     assert sorted(train_ids.tolist() + val_ids.tolist()) == list(range(60))
     assert torch.equal(splits["meta_val"].y, data.y_train[val_ids])  # labels stay with their images
-    assert torch.equal(splits["test"].x, data.x_test) and torch.equal(splits["test"].y, data.y_test)
+    assert torch.equal(splits["test"].x, D.to_inputs(data.x_test)) and torch.equal(splits["test"].y, data.y_test)
 
 
 def test_meta_splits_depend_only_on_the_seed():
@@ -304,8 +308,8 @@ def test_meta_splits_rejects_bad_fraction(bad):
 def test_real_mnist():
     data = D.load_image_data("mnist", SHARED)
     assert data.x_train.shape == (60000, 784) and data.x_test.shape == (10000, 784)
-    assert data.x_train.dtype == torch.float32 and data.y_test.dtype == torch.int64
-    assert float(data.x_train.min()) == 0.0 and float(data.x_train.max()) == 1.0
+    assert data.x_train.dtype == torch.uint8 and data.y_test.dtype == torch.int64
+    assert int(data.x_train.min()) == 0 and int(data.x_train.max()) == 255
     assert data.y_train.unique().tolist() == list(range(10))
     assert "subset" not in data.source
 
@@ -326,7 +330,7 @@ def test_meta_split_indices_match_meta_splits():
     indices, splits = D.meta_split_indices(data, seed=2), D.meta_splits(data, seed=2)
     for name, (part, idx) in indices.items():
         x = data.x_train if part == "train" else data.x_test
-        assert torch.equal(x[idx], splits[name].x)
+        assert torch.equal(D.to_inputs(x[idx]), splits[name].x)
     assert indices["test"][0] == "test" and indices["meta_val"][0] == indices["meta_train"][0] == "train"
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from l2l_core.tasks.data import to_inputs
 from l2l_core.errata.defects import (SHARED_STATE, SharedStateRunner, as_tuned_by_sgd, shared_state_runs,
                                      thesis_loop_segments)
 from l2l_core.optimizers import baselines
@@ -180,7 +181,7 @@ def test_run_learned_applies_the_shared_state_bug_on_mlps(tiny_mnist_root):
     # paths, which in float32 round differently (kernels or not, CPU); in float64 the first update agrees to ~1e-15
     fam = MLPFamily(dataset="mnist", hidden=(4,), data_root=tiny_mnist_root)
     tasks = fam.sample(2, 0)
-    tasks = dataclasses.replace(tasks, x=tasks.x.double())
+    tasks = dataclasses.replace(tasks, x=to_inputs(tasks.x).double())
     clean = LSTMOptimizer(fam.default_lstm, seed=0).double()
     buggy = LSTMOptimizer(dataclasses.replace(fam.default_lstm, state_layout=SHARED_STATE), seed=0).double()
     buggy.load_state_dict(clean.state_dict())

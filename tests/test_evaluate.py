@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from l2l_core.tasks.data import to_inputs
 from l2l_core.optimizers.baselines import Baseline
 from l2l_core.evaluation.evaluate import compare, evaluate, evaluate_together, mean_ci, summarize
 from l2l_core.optimizers.lstm import LSTMOptimizer
@@ -30,7 +31,7 @@ class Float64:
         tasks = self.family.sample(*args, **kwargs)
         if hasattr(tasks, "W"):
             return dataclasses.replace(tasks, W=tasks.W.double(), y=tasks.y.double())
-        return dataclasses.replace(tasks, x=tasks.x.double())
+        return dataclasses.replace(tasks, x=to_inputs(tasks.x).double())
 
 
 def test_same_seed_gives_identical_frames_and_other_seed_differs():

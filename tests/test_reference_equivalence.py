@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from l2l_core.tasks.data import to_inputs
 from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer
 from l2l_core.training.meta_train import train_trajectory
 from l2l_core.tasks.families import MLPFamily
@@ -38,7 +39,7 @@ def test_engine_and_plain_reference_give_the_same_meta_training(tiny_mnist_root)
     # hidden by the old float32 tolerance of 2e-3; hence only one bias per gate is trained here, as in the engine)
     fam = MLPFamily(data_root=str(tiny_mnist_root))
     tasks = fam.sample(1, 0, "meta_train")
-    tasks = dataclasses.replace(tasks, x=tasks.x.double())
+    tasks = dataclasses.replace(tasks, x=to_inputs(tasks.x).double())
     engine = LSTMOptimizer(LSTMConfig(), seed=0).double()
     plain = PlainLSTMOptimizer().double()
     copy_weights(engine, plain)

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from l2l_core.tasks.data import to_inputs
 from l2l_core.tasks.families import MLPFamily, MLPShape, QuadraticFamily, make_family
 
 from error_bounds import assert_close64
@@ -15,7 +16,7 @@ from error_bounds import assert_close64
 def test_flat_mlp_equals_the_same_torch_module(tiny_mnist_root):
     fam = MLPFamily(dataset="mnist", hidden=(20, 7), activation="relu", data_root=str(tiny_mnist_root))
     tasks = fam.sample(3, 0, "meta_train")
-    tasks = dataclasses.replace(tasks, x=tasks.x.double())
+    tasks = dataclasses.replace(tasks, x=to_inputs(tasks.x).double())
     theta = tasks.initial_params().requires_grad_(True)
     losses = tasks.loss(theta, step=5)
     rows = tasks.minibatch_indices(5)
@@ -25,7 +26,7 @@ def test_flat_mlp_equals_the_same_torch_module(tiny_mnist_root):
             for (W, b), layer in zip(fam.shape.unflatten(theta[i : i + 1]), model[::2]):
                 layer.weight.copy_(W[0].T)
                 layer.bias.copy_(b[0])
-        expected = nn.functional.cross_entropy(model(tasks.x[rows[i]]), tasks.y[rows[i]])
+        expected = nn.functional.cross_entropy(model(to_inputs(tasks.x[rows[i]])), tasks.y[rows[i]])
         assert_close64(losses[i], expected)
     (grad,) = torch.autograd.grad(losses.sum(), theta)
     assert grad.shape == theta.shape and torch.isfinite(grad).all()
@@ -98,7 +99,7 @@ def test_repeated_tasks_share_minibatches_and_give_the_stacked_losses_and_gradie
     must give what separately stacked tasks give (values and gradients, to float rounding)."""
     fam = MLPFamily(dataset="mnist", hidden=(7,), activation="sigmoid", data_root=str(tiny_mnist_root))
     tasks = fam.sample(3, 0, "meta_train")
-    tasks = dataclasses.replace(tasks, x=tasks.x.double())  # the two gather other shapes: float64, see assert_close64
+    tasks = dataclasses.replace(tasks, x=to_inputs(tasks.x).double())  # the two gather other shapes: float64, see assert_close64
     shared = tasks.repeat(4)
     stacked = dataclasses.replace(shared, copies=1)  # the same task list, one gather per task
     assert shared.copies == 4 and shared.task_seeds == stacked.task_seeds

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from l2l_core.tasks.data import to_inputs
 from l2l_core.optimizers.checkpoint import save_optimizer
 from l2l_core.optimizers.lstm import LSTMOptimizer
 from l2l_core.evaluation.runners import run_learned
@@ -30,7 +31,7 @@ def test_matches_the_functional_evaluation_path_step_for_step(tiny_mnist_root, t
     # reassociation leaves ~1e-15 relative over these 8 steps, checked to 1e-10 of the magnitudes
     fam = MLPFamily(data_root=str(tiny_mnist_root))
     tasks = fam.sample(1, 0, "test")
-    tasks = dataclasses.replace(tasks, x=tasks.x.double())
+    tasks = dataclasses.replace(tasks, x=to_inputs(tasks.x).double())
     lstm = LSTMOptimizer(fam.default_lstm, seed=1)
     path = save_optimizer(tmp_path / "lstm.pt", lstm, seed=1)
     lstm.double()
@@ -40,7 +41,7 @@ def test_matches_the_functional_evaluation_path_step_for_step(tiny_mnist_root, t
     losses = []
     for t in range(8):
         rows = tasks.minibatch_indices(t)[0]
-        loss = nn.functional.cross_entropy(model(tasks.x[rows]), tasks.y[rows])
+        loss = nn.functional.cross_entropy(model(to_inputs(tasks.x[rows])), tasks.y[rows])
         losses.append(loss.item())
         opt.zero_grad()
         loss.backward()

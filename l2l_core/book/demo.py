@@ -9,7 +9,7 @@ from l2l_core.book.tables import tidy
 from l2l_core.evaluation.tuning import tuning_from_table
 from l2l_core.optimizers.baselines import baseline_label
 from l2l_core.checks import check_int, check_seed
-from l2l_core.tasks.data import load_image_data, meta_split_indices
+from l2l_core.tasks.data import load_image_data, meta_split_indices, to_inputs
 from l2l_core.optimizers.drop_in import LearnedOptimizer
 
 
@@ -28,7 +28,7 @@ def mnist_batches(steps: int, seed: int, batch_size: int = 128, data_root=None):
     _, rows_all = meta_split_indices(data)["test"]
     batches = rows_all[torch.randint(len(rows_all), (steps, batch_size), generator=torch.Generator().manual_seed(seed))]
     for rows in batches:
-        yield data.x_test[rows], data.y_test[rows]
+        yield to_inputs(data.x_test[rows]), data.y_test[rows]
 
 
 def train_side_by_side(optimizers: dict, seeds=(0, 1, 2), steps: int = 200, batch_size: int = 128,

@@ -18,6 +18,7 @@ import torch
 from l2l_core.checks import check_choice, check_int, check_seed
 from l2l_core.optimizers.lstm import LSTMConfig
 from l2l_core.seeding import derive_seed, generator
+from l2l_core.tasks.data import to_inputs
 
 SPLITS = ("meta_train", "meta_val", "test")
 # How an MLP optimizee's weights start. "thesis": every weight N(0, 0.001^2), every bias 0, as the thesis code's
@@ -170,7 +171,8 @@ class MLPShape:
 class MLPTasks(TaskBatch):
     """Minibatch cross-entropy of MLP classifiers; each task has its own init and minibatch stream.
 
-    ``x``/``y`` are a whole data set part (shared, never copied); minibatches (with replacement) come
+    ``x``/``y`` are a whole data set part (shared, never copied; ``x`` uint8 pixels, scaled to float32 inputs as
+    rows are gathered, or float inputs used as they are); minibatches (with replacement) come
     from the rows ``fit_idx`` and accuracy is measured on the disjoint rows ``score_idx``, so the
     reported accuracy is a held-out accuracy for the optimizee too.
     """
@@ -201,7 +203,8 @@ class MLPTasks(TaskBatch):
         return self.shape.tensor_sizes
 
     def initial_params(self) -> torch.Tensor:
-        return torch.stack([self.shape.init(s, self.init) for s in self.task_seeds]).to(self.x.device, self.x.dtype)
+        dtype = torch.float32 if self.x.dtype == torch.uint8 else self.x.dtype  # pixels become float32 inputs
+        return torch.stack([self.shape.init(s, self.init) for s in self.task_seeds]).to(self.x.device, dtype)
 
     def minibatch_indices(self, step: int) -> torch.Tensor:
         """(n_tasks, batch_size) rows of ``x``; a pure function of (task seed, step)."""
@@ -243,7 +246,7 @@ class MLPTasks(TaskBatch):
         base = self if copies == 1 else self.subset(0, len(self.task_seeds) // copies)
         rows = base.minibatch_indices(step)
         # index_select copies whole rows (x[rows] indexes element by element: ~1.5x slower here)
-        x = self.x.index_select(0, rows.reshape(-1)).view(*rows.shape, self.x.shape[1])
+        x = to_inputs(self.x.index_select(0, rows.reshape(-1))).view(*rows.shape, self.x.shape[1])
         logits = self.logits(theta, x, copies)
         n, B, C = logits.shape
         labels = self.y[rows].repeat(copies, 1)
@@ -254,7 +257,7 @@ class MLPTasks(TaskBatch):
 
     @torch.no_grad()
     def accuracy(self, theta: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(theta, self.x[self.score_idx])
+        logits = self.logits(theta, to_inputs(self.x[self.score_idx]))
         return (logits.argmax(2) == self.y[self.score_idx]).float().mean(1)
 
 
