@@ -61,22 +61,41 @@ def test_the_scheduler_setting_is_checked(monkeypatch):
 
 
 def _parent_of_worker():
-    """(parent pid, parent's command line, whether the parent has torch's library mapped) of this worker."""
+    """(parent pid, parent's command line, whether the parent has torch's library mapped, whether this worker
+    started with every preloaded module imported) of this worker."""
+    import sys
+
     parent = os.getppid()
     with open(f"/proc/{parent}/cmdline", "rb") as cmd, open(f"/proc/{parent}/maps") as maps:
-        return parent, cmd.read().replace(b"\0", b" ").decode(), "libtorch_cpu" in maps.read()
+        return (parent, cmd.read().replace(b"\0", b" ").decode(), "libtorch_cpu" in maps.read(),
+                all(m in sys.modules for m in jobs.WORKER_PRELOAD))
+
+
+def _heavy_imports_of_a_first_job(folder):
+    """The heavy modules a fresh worker imports when its first job makes an optimizer and writes a results file."""
+    import sys
+
+    from l2l_core.io import write_frame
+
+    before = set(sys.modules)
+    torch.optim.Adam([torch.zeros(3, requires_grad=True)], lr=0.1)  # imports torch._dynamo (and Triton) once
+    write_frame(pd.DataFrame({"a": [1]}), os.path.join(folder, f"{os.getpid()}.parquet"))
+    heavy = ("torch._dynamo", "triton", "pyarrow.lib", "pyarrow._parquet", "pyarrow.pandas_compat")
+    return sorted(m for m in set(sys.modules) - before if m.startswith(heavy))
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc (Linux), forks workers")
-def test_local_workers_fork_from_a_server_with_torch_and_see_this_processs_variables(monkeypatch):
+def test_local_workers_fork_from_a_server_with_torch_and_see_this_processs_variables(tmp_path, monkeypatch):
     """Workers share torch's pages (forked from a server that imported it, not spawned by this process), yet
     each new cluster sees this process's L2L_* variables as they are now: set, changed, or removed."""
     monkeypatch.setenv("L2L_PROBE", "first")
     try:
         client = jobs.start_local_cluster(1)
-        (parent, cmd, has_torch), = client.run(_parent_of_worker).values()
-        assert parent != os.getpid() and "forkserver" in cmd and has_torch
+        (parent, cmd, has_torch, preloaded), = client.run(_parent_of_worker).values()
+        assert parent != os.getpid() and "forkserver" in cmd and has_torch and preloaded
+        # what jobs import on first use came with the fork (shared pages), not paid by each worker
+        assert list(client.run(_heavy_imports_of_a_first_job, str(tmp_path)).values()) == [[]]
         assert list(client.run(os.environ.get, "L2L_PROBE").values()) == ["first"]
         monkeypatch.setenv("L2L_PROBE", "second")
         client = jobs.start_local_cluster(1)
