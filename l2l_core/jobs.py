@@ -134,8 +134,11 @@ def close_clients() -> None:
 
 
 def _run_pinned(fn: Callable, item, threads: int):
-    """Run ``fn(item)`` with ``threads`` torch threads (the thread count decides the kernels' summation order)."""
+    """Run ``fn(item)`` with ``threads`` torch threads (the thread count decides the kernels' summation order), then
+    hand the memory it freed back to the OS."""
     import torch
+
+    from l2l_core.memory import release_freed_memory
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -143,6 +146,7 @@ def _run_pinned(fn: Callable, item, threads: int):
         return fn(item)
     finally:
         torch.set_num_threads(before)  # a serial job must not change the calling notebook's thread count
+        release_freed_memory()  # an idle worker (or kernel) must not keep its last job's peak resident
 
 
 def run_jobs(fn: Callable, items: Iterable, label: str = "job", setting: str | None = None) -> list:

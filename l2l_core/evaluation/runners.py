@@ -99,8 +99,11 @@ def run_baseline_set(baselines: list[tuple[str, float]], tasks: TaskBatch, steps
     if not baselines:
         raise ValueError("baselines=[] must name at least one (optimizer, lr) pair")
     stacked = tasks.repeat(len(baselines))
-    start = tasks.initial_params()
-    params = [start.clone().requires_grad_(True) for _ in baselines]
+    n = tasks.n_tasks
+    # every baseline's parameters are a block of rows of one tensor (the optimizers update them in place), so
+    # the stacked loss reads them without concatenating a copy each step, and they are returned without one
+    theta = tasks.initial_params().repeat(len(baselines), 1)
+    params = [theta[k * n:(k + 1) * n].requires_grad_(True) for k in range(len(baselines))]
     groups: dict[str, list[dict]] = {}
     for (name, lr), p in zip(baselines, params):
         groups.setdefault(name, []).append({"params": [p], "lr": lr})
@@ -109,14 +112,17 @@ def run_baseline_set(baselines: list[tuple[str, float]], tasks: TaskBatch, steps
     for t in range(steps + 1):
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        loss = stacked.loss(torch.cat(params), t)
-        losses.append(loss.detach().view(len(baselines), tasks.n_tasks))
+        flat = theta.detach().requires_grad_(True)
+        loss = stacked.loss(flat, t)
+        losses.append(loss.detach().view(len(baselines), n))
         if t == steps:
             break
         loss.sum().backward()
+        for k, p in enumerate(params):
+            p.grad = flat.grad[k * n:(k + 1) * n]
         for optimizer in optimizers:
             optimizer.step()
-    return torch.stack(losses, dim=1), torch.stack([p.detach() for p in params])
+    return torch.stack(losses, dim=1), theta.detach().view(len(baselines), n, -1)
 
 
 def run_baseline(name: str, lr: float, tasks: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
