@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from l2l_core.tasks.data import write_idx_images, write_idx_labels
+from l2l_core.tasks.data import CACHE_ENV, write_idx_images, write_idx_labels
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _decoded_data_in_a_session_folder(tmp_path_factory):
+    """Data sets decoded by the tests (most are tiny ones in temporary roots) are kept for this session only, not in
+    the user's cache (~/.cache/l2l), which they would fill with files no later run can use."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("decoded-data")))
+    yield
+    mp.undo()
 
 
 @pytest.fixture
