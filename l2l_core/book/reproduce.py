@@ -320,7 +320,8 @@ def summary(out: Path, html: Path, timings: pd.DataFrame | None, seconds: float)
         worst = timings.loc[timings["peak_mb"].idxmax()]
         lines.append(f"  peak memory of a notebook (kernel and its workers): {worst['peak_mb']:.0f} MB ({worst['notebook']})")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernels are our children
-    lines.append(f"  peak memory of the largest child process (a notebook kernel or the book build): {peak:.0f} MB")
+    lines.append(f"  peak memory of the largest child process (a notebook kernel, the book build or the compiler of the "
+                 f"fused kernels): {peak:.0f} MB")
     lines.append(f"  book: {html / 'index.html'}")
     try:
         verdicts = holm_verdicts(collect_claims(out / "results"))["verdict_holm"].value_counts()
