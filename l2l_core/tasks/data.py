@@ -339,10 +339,15 @@ def _flat_pixels(x: torch.Tensor, name: str, split: str) -> torch.Tensor:
     return x.reshape(len(x), -1).contiguous()
 
 
+def input_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of the network inputs that rows of ``x`` become (see :func:`to_inputs`)."""
+    return torch.float32 if x.dtype == torch.uint8 else x.dtype
+
+
 def to_inputs(x: torch.Tensor) -> torch.Tensor:
     """A network's inputs from rows of a data set: uint8 pixels become float32 in [0, 1] (``ToTensor``'s scaling);
     float rows are taken as inputs already (as they are: tests pass float64 rows)."""
-    return x.to(torch.float32).div_(255) if x.dtype == torch.uint8 else x
+    return x.to(input_dtype(x)).div_(255) if x.dtype == torch.uint8 else x
 
 
 _CACHE: dict[tuple[str, Path], ImageData] = {}

@@ -18,7 +18,7 @@ import torch
 from l2l_core.checks import check_choice, check_int, check_seed
 from l2l_core.optimizers.lstm import LSTMConfig
 from l2l_core.seeding import derive_seed, generator
-from l2l_core.tasks.data import to_inputs
+from l2l_core.tasks.data import input_dtype, to_inputs
 
 SPLITS = ("meta_train", "meta_val", "test")
 # How an MLP optimizee's weights start. "thesis": every weight N(0, 0.001^2), every bias 0, as the thesis code's
@@ -203,8 +203,7 @@ class MLPTasks(TaskBatch):
         return self.shape.tensor_sizes
 
     def initial_params(self) -> torch.Tensor:
-        dtype = torch.float32 if self.x.dtype == torch.uint8 else self.x.dtype  # pixels become float32 inputs
-        return torch.stack([self.shape.init(s, self.init) for s in self.task_seeds]).to(self.x.device, dtype)
+        return torch.stack([self.shape.init(s, self.init) for s in self.task_seeds]).to(self.x.device, input_dtype(self.x))
 
     def minibatch_indices(self, step: int) -> torch.Tensor:
         """(n_tasks, batch_size) rows of ``x``; a pure function of (task seed, step)."""
