@@ -111,6 +111,9 @@ def start_local_cluster(workers: int):
         dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
         get_mp_context()  # Dask sets its own preload list on its first call only: ours, set next, replaces it
         multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *WORKER_PRELOAD])
+    # one job per worker at a time, the rest queued on the scheduler: Dask's default (1.1) hands a single-thread
+    # worker a second job, which then waits behind a long one while the other worker may be idle
+    dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
     _worker_env_keys.update(k for k in os.environ if k.startswith("L2L_"))
     env = {k: os.environ.get(k, "") for k in sorted(_worker_env_keys)}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
@@ -155,29 +158,45 @@ def run_jobs(fn: Callable, items: Iterable, label: str = "job", setting: str | N
     ``fn`` and the items must be picklable; ``fn`` should write its results atomically (a worker that dies
     has its task re-run, possibly elsewhere). Reports each job as it finishes, with the time left at this pace.
     """
-    items = list(items)
-    if not items:
-        return []
+    return run_batches([(fn, items, label)], setting)[0]
+
+
+def run_batches(batches: Iterable[tuple[Callable, Iterable, str]], setting: str | None = None) -> list[list]:
+    """``run_jobs`` for several ``(fn, items, label)`` batches submitted together: one list of results per batch.
+
+    Why: a batch of five jobs on two workers leaves one worker idle for its last job, and a job that takes longer
+    (an LSTM that restarts) leaves it idle longer; batches submitted together fill that time with the next batch's
+    jobs. Jobs start in the order given (the scheduler hands each worker one job at a time); each job's numbers
+    are the same as when run alone (it pins its threads and draws from its own seeds).
+    """
+    batches = [(fn, list(items), label) for fn, items, label in batches]
+    jobs_ = [(b, k, fn, item, label) for b, (fn, items, label) in enumerate(batches) for k, item in enumerate(items)]
+    results: list[list] = [[None] * len(items) for _, items, _ in batches]
+    if not jobs_:
+        return results
     c = client(setting)
     threads = job_threads(setting)
     start = time.perf_counter()
     where = "here" if c is None else f"{len(c.scheduler_info()['workers'])} Dask workers"
-    report(f"[jobs] {label}: {len(items)} jobs, {where}, {threads} torch thread(s) each")
+    counts = ", ".join(f"{label}: {len(items)} jobs" for _, items, label in batches if items)
+    report(f"[jobs] {counts}; {where}, {threads} torch thread(s) each")
     if c is None:
-        results = []
-        for done, item in enumerate(items, 1):
-            results.append(_run_pinned(fn, item, threads))
-            _report_done(label, item, done, len(items), start)
+        for done, (b, k, fn, item, label) in enumerate(jobs_, 1):
+            results[b][k] = _run_pinned(fn, item, threads)
+            _report_done(label, item, done, len(jobs_), start)
         return results
     from distributed import as_completed
 
     futures = [c.submit(_run_pinned, fn, item, threads, key=f"{label}-{i}-{time.time_ns()}", pure=False,
-                        retries=2) for i, item in enumerate(items)]
+                        retries=2) for i, (_, _, fn, item, label) in enumerate(jobs_)]
     index = {f.key: i for i, f in enumerate(futures)}
     for done, future in enumerate(as_completed(futures), 1):
         future.result()  # re-raises the job's exception here
-        _report_done(label, items[index[future.key]], done, len(items), start)
-    return [f.result() for f in futures]
+        _, _, _, item, label = jobs_[index[future.key]]
+        _report_done(label, item, done, len(jobs_), start)
+    for (b, k, *_), future in zip(jobs_, futures):
+        results[b][k] = future.result()
+    return results
 
 
 def _report_done(label: str, item, done: int, total: int, start: float) -> None:

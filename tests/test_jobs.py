@@ -146,3 +146,58 @@ def _evaluation(folder):
     lstms = {k: load_optimizer(folder / f"lstm-seed{k}.pt")[0] for k in (0, 1)}
     return compare({"LSTM": lstms, "Adam": Baseline("adam", 0.1)}, QuadraticFamily(), seeds=(0, 1), n_tasks=3,
                    steps=20)
+
+
+def _all_files(folder):
+    """Every LSTM's weights and every curve (without its wall-clock column) in ``folder``, by file name."""
+    weights = {p.name: torch.load(p, weights_only=False)["state_dict"] for p in sorted(folder.glob("*.pt"))
+               if not p.name.startswith("training_state")}
+    curves = {p.name: pd.read_csv(p).drop(columns="seconds") for p in sorted(folder.glob("history-*.csv"))}
+    return weights, curves
+
+
+@pytest.mark.slow
+def test_sets_of_lstms_and_comparisons_run_together_give_what_each_gives_alone(tmp_path, monkeypatch):
+    """train_together and compare_together submit several sets' jobs as one batch: each set's files and frames are
+    the serial run's, set by set (no job's item or result lands in another set)."""
+    from l2l_core.optimizers.baselines import Baseline
+    from l2l_core.evaluation.evaluate import Comparison, compare, compare_together
+
+    monkeypatch.setenv(jobs.THREADS_ENV, "1")
+    s = _settings(tmp_path, "sets", meta_epochs=3)
+    sets = [dict(name="lstm", seeds=(0, 1)), dict(name="other", seeds=(1,), trajectories=8),
+            dict(name="third", seeds=(2, 0))]
+
+    def comparisons(trained):
+        return [({"LSTM": t.lstms, "Adam": Baseline("adam", 0.1)}, QuadraticFamily(), k) for k, t in enumerate(trained)]
+
+    monkeypatch.setenv(jobs.SCHEDULER_ENV, "serial")
+    alone = [lstms.train_seeds(QuadraticFamily(), s, tmp_path / "alone", progress=False, **kw) for kw in sets]
+    frames_alone = [compare(o, f, seeds=(k,), n_tasks=2, steps=10) for o, f, k in comparisons(alone)]
+    monkeypatch.setenv(jobs.SCHEDULER_ENV, "local")
+    try:
+        plans = [lstms.plan_seeds(QuadraticFamily(), s, tmp_path / "together", progress=False, **kw) for kw in sets]
+        assert [p.todo for p in plans] == [(0, 1), (1,), (2, 0)]
+        together = lstms.train_together(plans)
+        frames_together = compare_together([Comparison.plan(o, f, seeds=(k,), n_tasks=2, steps=10)
+                                            for o, f, k in comparisons(together)])
+    finally:
+        jobs.close_clients()
+    (wa, ca), (wb, cb) = _all_files(tmp_path / "alone"), _all_files(tmp_path / "together")
+    assert sorted(wa) == sorted(wb) and len(wa) == 5 and sorted(ca) == sorted(cb)
+    for name in wa:
+        assert all(wa[name][k].equal(wb[name][k]) for k in wa[name]), name
+    for name in ca:
+        pd.testing.assert_frame_equal(ca[name], cb[name], check_exact=True)
+    for a, b in zip(alone, together):
+        assert list(a.lstms) == list(b.lstms)
+        pd.testing.assert_frame_equal(a.history.drop(columns="seconds"), b.history.drop(columns="seconds"),
+                                      check_exact=True)
+    for a, b in zip(frames_alone, frames_together):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_batches_come_back_batch_by_batch_in_the_order_given(monkeypatch):
+    monkeypatch.setenv(jobs.SCHEDULER_ENV, "serial")
+    assert jobs.run_batches([(str, [3, 1, 2], "a"), (abs, [], "b"), (abs, [-4], "c")]) == [["3", "1", "2"], [], [4]]
+    assert jobs.run_batches([]) == []

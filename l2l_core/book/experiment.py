@@ -11,12 +11,12 @@ from l2l_core.book.tables import tidy
 from l2l_core.evaluation.tuning import tune_all
 from l2l_core.evaluation.claims import Claim, check_claims
 from l2l_core.tasks.data import DatasetNotFoundError
-from l2l_core.evaluation.evaluate import LSTM_LABEL, compare, summarize
+from l2l_core.evaluation.evaluate import LSTM_LABEL, Comparison, compare_together, summarize
 from l2l_core.io import write_frame, write_json
 from l2l_core.book.plotting import plot_losses
 from l2l_core.tasks.families import MLPFamily
 
-from l2l_core.book.lstms import train_seeds
+from l2l_core.book.lstms import plan_seeds, train_together
 from l2l_core.book.settings import Settings, peak_rss_mb, setting_label
 
 @dataclass
@@ -139,12 +139,11 @@ class Experiment:
     def meta_train(self, progress: bool = True) -> dict:
         """One LSTM per meta-training seed for every training family (reused when already trained): {family: TrainedLSTMs}."""
         canonical = self.train_family or self.families[0]
-        for family in self.runnable:
-            trainer = self._trainer(family)
-            if trainer not in self.trained:
-                self.trained[trainer] = train_seeds(trainer, self.s, self.lstm_dir, lstm_name(trainer, canonical),
-                                                    seeds=(self.seeds_of or {}).get(trainer), progress=progress,
-                                                    snapshot_budgets=self.snapshot_budgets, owner=self.lstm_owner)
+        trainers = [t for t in dict.fromkeys(self._trainer(f) for f in self.runnable) if t not in self.trained]
+        plans = [plan_seeds(t, self.s, self.lstm_dir, lstm_name(t, canonical), seeds=(self.seeds_of or {}).get(t),
+                            progress=progress, snapshot_budgets=self.snapshot_budgets, owner=self.lstm_owner)
+                 for t in trainers]
+        self.trained.update(zip(trainers, train_together(plans)))  # every family's seeds as one batch of jobs
         return self.trained
 
     def tune_baselines(self) -> dict:
@@ -160,14 +159,16 @@ class Experiment:
             self.meta_train(progress)
         if not self.tuned:
             self.tune_baselines()
-        s, frames = self.s, []
+        s, plans = self.s, []
         for family in self.runnable:
             tuned = self.tuned[setting_label(family)]
             optimizers = {LSTM_LABEL: self.trained[self._trainer(family)].lstms,
                           **{r.baseline.label: r.baseline for r in tuned.values()}}
-            frame = compare(optimizers, family, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps, progress=progress)
-            frames.append(frame.assign(setting=setting_label(family)))
-        self.frame = pd.concat(frames, ignore_index=True)
+            plans.append(Comparison.plan(optimizers, family, seeds=s.seeds, progress=progress, n_tasks=s.n_tasks,
+                                         steps=s.steps))
+        frames = compare_together(plans)  # every family's jobs as one batch
+        self.frame = pd.concat([f.assign(setting=setting_label(family)) for f, family in zip(frames, self.runnable)],
+                               ignore_index=True)
         return self.frame
 
     def result(self) -> ExperimentResult:

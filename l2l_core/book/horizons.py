@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from l2l_core.tasks.data import DatasetNotFoundError
-from l2l_core.evaluation.evaluate import LSTM_LABEL, compare, run_optimizer, with_meta_seed
+from l2l_core.evaluation.evaluate import LSTM_LABEL, Comparison, compare_together, run_optimizer, with_meta_seed
 from l2l_core.book.chapters import mnist_lstms
 from l2l_core.book.settings import Settings, mlp_family, peak_rss_mb, setting_label
 from l2l_core.io import write_frame, write_json
@@ -155,7 +155,7 @@ def long_runs(s: Settings, lstms: dict, datasets=DATASETS, progress: bool = True
     """Run ``lstms`` (meta_seed -> LSTM) and the tuned baselines for ``s.steps`` steps on each data set, and time
     one step of each."""
     start = time.perf_counter()
-    frames, costs, skipped = [], [], {}
+    plans, costs, skipped = {}, [], {}
     for dataset in datasets:
         family = mlp_family(s, dataset=dataset)
         label = setting_label(family)
@@ -166,12 +166,15 @@ def long_runs(s: Settings, lstms: dict, datasets=DATASETS, progress: bool = True
             continue
         tuned = tuned_baselines(s, family)  # the chapters' rates where they tuned this family
         optimizers = {LSTM_LABEL: lstms, **{r.baseline.label: r.baseline for r in tuned.values()}}
-        frames.append(compare(optimizers, family, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
-                              progress=progress).assign(setting=label))
+        plans[label] = Comparison.plan(optimizers, family, seeds=s.seeds, progress=progress, n_tasks=s.n_tasks,
+                                       steps=s.steps)
+    frames = compare_together(list(plans.values()))  # every data set's jobs as one batch
+    for label, plan in plans.items():  # timed after the jobs, so that no job runs beside the timing
         costs += [{"setting": label, "optimizer": name, "lr": getattr(opt, "lr", math.nan),
                    "seconds_per_step": seconds_per_step(next(iter(opt.values())) if isinstance(opt, dict) else opt,
-                                                        family, steps=min(100, s.steps))}
-                  for name, opt in optimizers.items()]
+                                                        plan.job.family, steps=min(100, s.steps))}
+                  for name, opt in plan.job.optimizers.items()]
+    frames = [f.assign(setting=label) for f, label in zip(frames, plans)]
     costs = pd.DataFrame(costs)
     sgd = costs[costs.optimizer == "SGD"].set_index("setting").seconds_per_step
     costs["relative to SGD"] = costs.seconds_per_step / costs.setting.map(sgd)

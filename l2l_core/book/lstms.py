@@ -41,18 +41,17 @@ class TrainedLSTMs:
     at_budget: dict = field(default_factory=dict)  # trajectories -> {meta_seed: LSTMOptimizer}
 
 
-def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", seeds=None, progress: bool = True,
-                config=None, schedule=None, trajectories: int | None = None,
-                snapshot_budgets=(), owner: str | None = None) -> TrainedLSTMs:
-    """One LSTM per meta-training seed (``seeds``, default ``s.meta_seeds``), trained on ``family`` or reused.
+def plan_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", seeds=None, progress: bool = True,
+               config=None, schedule=None, trajectories: int | None = None,
+               snapshot_budgets=(), owner: str | None = None) -> "SeedPlan":
+    """What :func:`train_seeds` does for one LSTM per meta-training seed (``seeds``, default ``s.meta_seeds``) on
+    ``family``: which seeds it reuses and which it trains.
 
     ``folder/<name>-seed<k>.pt`` is reused when it was trained with these settings, else the seed is meta-trained
     (resuming from its training state after a crash) and saved, with its curve in ``history-<name>-seed<k>.csv``.
     ``trajectories`` overrides the budget (a multiple of ``s.trajectories_per_epoch``); ``snapshot_budgets``
     also keeps ``<name>-seed<k>-at<B>.pt``, the LSTM that a run of B trajectories selects (same trajectories).
     ``config`` and ``schedule`` go to ``meta_train`` (the errata chapter's defects; None: the usual ones).
-    The seeds still to train run as jobs (:class:`SeedJob`, ``jobs.run_jobs``): here, or on a Dask cluster
-    when ``L2L_SCHEDULER`` says so; either way the LSTMs are then read from their files.
     ``owner`` names the chapter whose folder this is when another chapter reads it: then nothing is trained
     (chapters never write into each other) and missing or differently trained LSTMs raise an error saying what
     to run.
@@ -62,32 +61,58 @@ def train_seeds(family, s: Settings, folder: str | Path, name: str = "lstm", see
     training = {**s.training(), "meta_epochs": epochs,
                 **({"config": config.to_dict()} if config is not None else {}),
                 **({"schedule": schedule.__name__} if schedule is not None else {})}
-    seeds = list(s.meta_seeds if seeds is None else seeds)
-    job = SeedJob(family, s, folder, name, training, config, schedule or unroll_segments, epochs, tuple(snapshot_budgets),
-                  progress and jobs.scheduler() == "serial")
-    todo = [seed for seed in seeds if not job.done(seed)]
+    seeds = tuple(s.meta_seeds if seeds is None else seeds)
+    job = SeedJob(family, s, folder, name, training, config, schedule or unroll_segments, epochs,
+                  tuple(snapshot_budgets), progress and jobs.scheduler() == "serial")
+    todo = tuple(seed for seed in seeds if not job.done(seed))
     if owner and todo:
         raise FileNotFoundError(
-            f"this chapter reads chapter {owner}'s LSTMs from {folder}, but meta-training seeds {todo} are missing "
-            f"there or were trained with other settings (profile {s.profile!r}, {s.training()}); run "
+            f"this chapter reads chapter {owner}'s LSTMs from {folder}, but meta-training seeds {list(todo)} are "
+            f"missing there or were trained with other settings (profile {s.profile!r}, {s.training()}); run "
             f"notebooks/{owner}.ipynb with the same parameters first (make reproduce runs the chapters in order)")
     if todo:
         folder.mkdir(parents=True, exist_ok=True)
-    jobs.run_jobs(job, todo, label=f"meta-train {name}")
-    lstms, histories, at_budget = {}, [], {b: {} for b in snapshot_budgets}
-    for seed in seeds:
-        path, snapshots, history_path = job.paths(seed)
-        lstms[seed] = load_optimizer(path, device=s.device)[0]
-        for b, p in snapshots.items():
-            at_budget[b][seed] = load_optimizer(p, device=s.device)[0]
-        histories.append(pd.read_csv(history_path))
-    return TrainedLSTMs(lstms, pd.concat(histories, ignore_index=True), at_budget)
+    return SeedPlan(job, seeds, todo)
+
+
+def train_seeds(*args, **kwargs) -> TrainedLSTMs:
+    """The LSTMs that :func:`plan_seeds` (same arguments) plans: its seeds still to train run as jobs
+    (:class:`SeedJob`), here or on a Dask cluster when ``L2L_SCHEDULER`` says so; then all are read from their files."""
+    return train_together([plan_seeds(*args, **kwargs)])[0]
+
+
+def train_together(plans: list["SeedPlan"]) -> list[TrainedLSTMs]:
+    """The LSTMs of several :class:`SeedPlan` objects, their seeds still to train submitted as one batch of jobs
+    (``jobs.run_batches``), so that no worker waits for another set's last seed; the same LSTMs as one by one."""
+    jobs.run_batches([(plan.job, plan.todo, f"meta-train {plan.job.name}") for plan in plans])
+    return [plan.load() for plan in plans]
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """One set of LSTMs (:func:`plan_seeds`): its job, all its seeds, and the seeds still to train."""
+
+    job: "SeedJob"
+    seeds: tuple
+    todo: tuple
+
+    def load(self) -> TrainedLSTMs:
+        """Every seed's LSTM, snapshots and curve, read from their files (once its seeds are trained)."""
+        device = self.job.s.device
+        lstms, histories, at_budget = {}, [], {b: {} for b in self.job.snapshot_budgets}
+        for seed in self.seeds:
+            path, snapshots, history_path = self.job.paths(seed)
+            lstms[seed] = load_optimizer(path, device=device)[0]
+            for b, p in snapshots.items():
+                at_budget[b][seed] = load_optimizer(p, device=device)[0]
+            histories.append(pd.read_csv(history_path))
+        return TrainedLSTMs(lstms, pd.concat(histories, ignore_index=True), at_budget)
 
 
 @dataclass(frozen=True)
 class SeedJob:
     """Meta-train one seed's LSTM and write its files (curve, snapshots, then the LSTM last): one job of
-    :func:`train_seeds`, picklable so that it can run on a Dask worker (``jobs.run_jobs``)."""
+    :func:`train_seeds`, picklable so that it can run on a Dask worker (``jobs.run_batches``)."""
 
     family: object
     s: Settings

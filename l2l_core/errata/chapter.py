@@ -21,9 +21,9 @@ import pandas as pd
 
 from l2l_core.evaluation.claims import Claim, Part, check_claims
 from l2l_core.tasks.data import DatasetNotFoundError
-from l2l_core.evaluation.evaluate import LSTM_LABEL, compare
+from l2l_core.evaluation.evaluate import LSTM_LABEL, Comparison, compare, compare_together
 from l2l_core.book.chapters import mnist_like_setup, mnist_lstms, mnist_setup
-from l2l_core.book.lstms import train_seeds
+from l2l_core.book.lstms import TrainedLSTMs, plan_seeds, train_together
 from l2l_core.book.settings import Settings, peak_rss_mb, setting_label
 from l2l_core.io import write_frame, write_json
 from l2l_core.errata.defects import EMNIST_DEFECT_CONFIG, SHARED_STATE, as_tuned_by_sgd, thesis_loop_segments
@@ -44,6 +44,32 @@ def errata_budget(s: Settings) -> dict:
     return dict(seeds=s.meta_seeds, trajectories=s.errata_trajectories)
 
 
+def _lstm_plans(s: Settings, progress: bool) -> dict:
+    """Every set of LSTMs this chapter meta-trains, by file name: (b)'s EMNIST Letters arms without and with
+    preprocessing, (c)'s thesis-loop schedule and (d)'s shared state on MNIST (their fixed arms are chapter 02's)."""
+    letters, mnist = mnist_like_setup(s)[0][1], mnist_setup(s)[0][0]
+    out, budget = _folder(s), errata_budget(s)
+    shared = dataclasses.replace(mnist.default_lstm, state_layout=SHARED_STATE)
+    arms = {"lstm_emnist_no_preprocessing": (letters, dict(config=EMNIST_DEFECT_CONFIG)),
+            "lstm_emnist": (letters, {}),
+            "lstm_thesis_schedule": (mnist, dict(schedule=thesis_loop_segments)),
+            "lstm_shared_state": (mnist, dict(config=shared))}
+    return {name: plan_seeds(family, s, out, name, progress=progress, **options, **budget)
+            for name, (family, options) in arms.items()}
+
+
+def meta_train_all(s: Settings, progress: bool = True) -> dict[str, TrainedLSTMs]:
+    """Every LSTM of defects (b)-(d), meta-trained (or reused) as one batch of jobs, so that both workers stay busy
+    across the arms; the defects' re-runs then read them. Same LSTMs as when each re-run trains its own."""
+    plans = _lstm_plans(s, progress)
+    return dict(zip(plans, train_together(list(plans.values()))))
+
+
+def _lstms(s: Settings, name: str, progress: bool) -> dict:
+    """One arm's LSTMs by meta-training seed (trained here unless ``meta_train_all`` already did)."""
+    return train_together([_lstm_plans(s, progress)[name]])[0].lstms
+
+
 @dataclass
 class ErrataResult:
     """The on/off claims table, the frames behind each defect's figure, and run facts."""
@@ -60,6 +86,12 @@ class ErrataResult:
 
         frame = self.frames[defect]
         return plot_losses(frame, col="panel", title=f"({defect}) {DEFECTS[defect]}", wrap=4)
+
+
+def _compare_lstms(arms: list[dict], family, s: Settings, progress: bool) -> list[pd.DataFrame]:
+    """Each arm's LSTMs (meta_seed -> LSTM) on the profile's held-out tasks of ``family``, as one batch of jobs."""
+    return compare_together([Comparison.plan({LSTM_LABEL: lstms}, family, seeds=s.seeds, progress=progress,
+                                             n_tasks=s.n_tasks, steps=s.steps) for lstms in arms])
 
 
 def _on_off_rows(defect: str, claims: list[Claim], with_defect: pd.DataFrame, fixed: pd.DataFrame,
@@ -111,7 +143,7 @@ def _tuned_as_sgd(s: Settings, progress: bool) -> tuple[list[dict], pd.DataFrame
     return rows, pd.concat(frames, ignore_index=True)
 
 
-def _emnist_without_preprocessing(s: Settings, out: Path, progress: bool) -> tuple[list[dict], pd.DataFrame, str]:
+def _emnist_without_preprocessing(s: Settings, progress: bool) -> tuple[list[dict], pd.DataFrame, str]:
     """Defect (b): meta-train on EMNIST Letters without and with preprocessing/output scale."""
     families, _ = mnist_like_setup(s)
     letters = families[1]
@@ -122,13 +154,10 @@ def _emnist_without_preprocessing(s: Settings, out: Path, progress: bool) -> tup
                   (Part("no_advantage"),), metric="sum@100", setting=label)
     fixed_chapter = chapter_frame(s, "05_mnist_like", progress)
     others = fixed_chapter[fixed_chapter.setting == label].replace({"optimizer": {LSTM_LABEL: MNIST_LSTM_LABEL}})
-    frames = {}
-    for variant, config, name in (("with defect", EMNIST_DEFECT_CONFIG, "lstm_emnist_no_preprocessing"),
-                                  ("fixed", None, "lstm_emnist")):
-        lstms = train_seeds(letters, s, out, name, progress=progress, config=config, **errata_budget(s)).lstms
-        own = compare({LSTM_LABEL: lstms}, letters, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
-                      progress=progress).assign(setting=label)
-        frames[variant] = pd.concat([own, others], ignore_index=True)
+    arms = {"with defect": "lstm_emnist_no_preprocessing", "fixed": "lstm_emnist"}
+    owns = _compare_lstms([_lstms(s, name, progress) for name in arms.values()], letters, s, progress)
+    frames = {variant: pd.concat([own.assign(setting=label), others], ignore_index=True)
+              for variant, own in zip(arms, owns)}
     rows = _on_off_rows("b", [claim], frames["with defect"], frames["fixed"], s.steps)
     k = min(100, s.steps)
     sums = {v: f[(f.optimizer == LSTM_LABEL) & (f.step < k)].groupby(["meta_seed", "seed", "task"]).loss.sum().mean()
@@ -140,7 +169,7 @@ def _emnist_without_preprocessing(s: Settings, out: Path, progress: bool) -> tup
     return rows, frame, note
 
 
-def _mnist_training_defect(defect: str, s: Settings, out: Path, progress: bool) -> tuple[list[dict], pd.DataFrame, str]:
+def _mnist_training_defect(defect: str, s: Settings, progress: bool) -> tuple[list[dict], pd.DataFrame, str]:
     """Defects (c) and (d): an MNIST LSTM trained (and, for d, run) with the defect, against experiment 2."""
     families, claims = mnist_setup(s)
     mnist = families[0]
@@ -149,19 +178,12 @@ def _mnist_training_defect(defect: str, s: Settings, out: Path, progress: bool) 
     chapter = chapter_frame(s, "02_mnist", progress)
     baselines = chapter[(chapter.setting == label) & (chapter.optimizer != LSTM_LABEL)]
     budget = errata_budget(s)
-    if defect == "c":
-        lstms = train_seeds(mnist, s, out, "lstm_thesis_schedule", progress=progress, schedule=thesis_loop_segments,
-                            **budget).lstms
-    else:
-        config = dataclasses.replace(mnist.default_lstm, state_layout=SHARED_STATE)
-        lstms = train_seeds(mnist, s, out, "lstm_shared_state", progress=progress, config=config, **budget).lstms
+    lstms = _lstms(s, "lstm_thesis_schedule" if defect == "c" else "lstm_shared_state", progress)
     # the fixed arm: experiment 2's LSTMs of the same seeds as selected at the same budget
     at_budget = mnist_lstms(s, progress=progress).at_budget[budget["trajectories"]]
-    arms = {}
-    for variant, seeded in (("with defect", lstms), ("fixed", {k: at_budget[k] for k in budget["seeds"]})):
-        own = compare({LSTM_LABEL: seeded}, mnist, seeds=s.seeds, n_tasks=s.n_tasks, steps=s.steps,
-                      progress=progress).assign(setting=label)
-        arms[variant] = pd.concat([own, baselines], ignore_index=True)
+    owns = _compare_lstms([lstms, {k: at_budget[k] for k in budget["seeds"]}], mnist, s, progress)
+    arms = {variant: pd.concat([own.assign(setting=label), baselines], ignore_index=True)
+            for variant, own in zip(("with defect", "fixed"), owns)}
     with_defect, fixed = arms["with defect"], arms["fixed"]
     rows = _on_off_rows(defect, claims, with_defect, fixed, s.steps)
     lstm_rows = lambda f: f[f.optimizer == LSTM_LABEL]
@@ -210,14 +232,14 @@ def rerun_tuned_as_sgd(s: Settings, progress: bool = True) -> DefectRun:
 
 def rerun_emnist_without_preprocessing(s: Settings, progress: bool = True) -> DefectRun:
     """(b) LSTMs meta-trained on EMNIST Letters without and with preprocessing and output scale."""
-    return _timed(_emnist_without_preprocessing, s, _folder(s), progress)
+    return _timed(_emnist_without_preprocessing, s, progress)
 
 
 def rerun_mnist_with(defect: str, s: Settings, progress: bool = True) -> DefectRun:
     """(c) or (d): MNIST LSTMs meta-trained (and for d, run) with the defect, against chapter 02's at that budget."""
     if defect not in ("c", "d"):
         raise ValueError(f"defect={defect!r} must be 'c' (meta-update schedule) or 'd' (shared state)")
-    return _timed(_mnist_training_defect, defect, s, _folder(s), progress)
+    return _timed(_mnist_training_defect, defect, s, progress)
 
 
 def errata_result(s: Settings, runs: dict[str, DefectRun]) -> ErrataResult:
@@ -238,6 +260,7 @@ def errata_result(s: Settings, runs: dict[str, DefectRun]) -> ErrataResult:
 
 def run_errata(s: Settings, progress: bool = True) -> ErrataResult:
     """The chapter in one call: each defect re-run on and off, then the table (the notebook shows the steps)."""
+    meta_train_all(s, progress)
     return errata_result(s, {"a": rerun_tuned_as_sgd(s, progress),
                              "b": rerun_emnist_without_preprocessing(s, progress),
                              "c": rerun_mnist_with("c", s, progress),

@@ -157,34 +157,64 @@ def compare(optimizers: dict, family, seeds=(0,), progress: bool = False, **kwar
     """Evaluate each ``{label: optimizer}`` (an optimizer, or ``{meta_seed: LSTM}``) on the same tasks for
     every evaluation seed; one tidy frame, row for row what ``evaluate_together`` gives seed after seed.
 
-    Each (evaluation seed, LSTM) and each evaluation seed's set of baselines is one job (``jobs.run_jobs``):
+    Each (evaluation seed, LSTM) and each evaluation seed's set of baselines is one job (``jobs.run_batches``):
     here, or on a Dask cluster when ``L2L_SCHEDULER`` says so, with the same numbers either way."""
+    return compare_together([Comparison.plan(optimizers, family, seeds, progress, **kwargs)])[0]
+
+
+def compare_together(comparisons: list["Comparison"]) -> list[pd.DataFrame]:
+    """The frames of several :class:`Comparison` objects (each what ``compare`` gives), their jobs submitted as one
+    batch so that no worker waits for another comparison's last job."""
     from l2l_core import jobs
 
-    for label, optimizer in optimizers.items():  # refuse bad input here, not on a worker
-        if not isinstance(optimizer, dict):
-            optimizer_label(optimizer)
-    def meta_seeds(o):  # a single LSTM runs as meta_seed 0
-        return list(o) if isinstance(o, dict) else [0]
+    results = jobs.run_batches([(c.job, c.items, f"evaluate {c.job.family.describe()}") for c in comparisons])
+    return [c.assemble(frames) for c, frames in zip(comparisons, results)]
 
-    items = []
-    for seed in seeds:
-        check_seed("seed (in seeds)", seed)
-        items += [(seed, label, m) for label, o in optimizers.items() if not isinstance(o, Baseline)
-                  for m in meta_seeds(o)]
-        if any(isinstance(o, Baseline) for o in optimizers.values()):
-            items.append((seed, BASELINES_JOB, -1))
-    job = EvaluationJob(optimizers, family, {**kwargs, "progress": progress and jobs.scheduler() == "serial"})
-    frames = dict(zip(items, jobs.run_jobs(job, items, label=f"evaluate {family.describe()}")))
-    ordered = []
-    for seed in seeds:
-        for label, o in optimizers.items():
-            if isinstance(o, Baseline):
-                part = frames[(seed, BASELINES_JOB, -1)]
-                ordered.append(part[part["optimizer"] == label])
-            else:
-                ordered += [frames[(seed, label, m)] for m in meta_seeds(o)]
-    return pd.concat(ordered, ignore_index=True)
+
+@dataclass(frozen=True)
+class Comparison:
+    """One ``compare`` call's jobs (:class:`EvaluationJob` and its items) and how their frames make its frame."""
+
+    job: "EvaluationJob"
+    seeds: tuple
+    items: tuple
+
+    @classmethod
+    def plan(cls, optimizers: dict, family, seeds=(0,), progress: bool = False, **kwargs) -> "Comparison":
+        """The jobs of ``compare(optimizers, family, seeds, progress, **kwargs)``; bad input is refused here."""
+        from l2l_core import jobs
+
+        for optimizer in optimizers.values():  # refuse bad input here, not on a worker
+            if not isinstance(optimizer, dict):
+                optimizer_label(optimizer)
+        items = []
+        for seed in seeds:
+            check_seed("seed (in seeds)", seed)
+            items += [(seed, label, m) for label, o in optimizers.items() if not isinstance(o, Baseline)
+                      for m in _meta_seeds(o)]
+            if any(isinstance(o, Baseline) for o in optimizers.values()):
+                items.append((seed, BASELINES_JOB, -1))
+        job = EvaluationJob(optimizers, family, {**kwargs, "progress": progress and jobs.scheduler() == "serial"})
+        return cls(job, tuple(seeds), tuple(items))
+
+    def assemble(self, results: list) -> pd.DataFrame:
+        """The tidy frame from the jobs' frames (``results``, in order of ``items``): seed by seed, optimizer by
+        optimizer as given."""
+        frames = dict(zip(self.items, results))
+        ordered = []
+        for seed in self.seeds:
+            for label, o in self.job.optimizers.items():
+                if isinstance(o, Baseline):
+                    part = frames[(seed, BASELINES_JOB, -1)]
+                    ordered.append(part[part["optimizer"] == label])
+                else:
+                    ordered += [frames[(seed, label, m)] for m in _meta_seeds(o)]
+        return pd.concat(ordered, ignore_index=True)
+
+
+def _meta_seeds(optimizer) -> list:
+    """The meta-training seeds of ``{meta_seed: LSTM}``; a single optimizer runs as meta_seed 0."""
+    return list(optimizer) if isinstance(optimizer, dict) else [0]
 
 
 BASELINES_JOB = "baselines"  # the label of the job that runs an evaluation seed's baselines together
