@@ -357,8 +357,28 @@ def test_a_decoded_data_set_is_kept_in_one_file_named_by_the_raw_files(tmp_path,
     images.write_bytes(bytes(raw))
     D.clear_cache()
     changed = D.load_image_data("mnist", tiny_mnist_root)
-    assert len(list(cache.glob("mnist-*.pt"))) == 2
     assert changed.x_train[-1, -1] != first.x_train[-1, -1] and torch.equal(changed.x_train[:-1], first.x_train[:-1])
+    assert len(list(cache.glob("mnist-*.pt"))) == 1  # the copy it replaces is deleted: it would never be read again
+
+
+def test_a_new_decoded_copy_deletes_the_ones_it_replaces_and_no_other(tmp_path, monkeypatch, tiny_mnist_root):
+    """Same data set and root: the older copy (other code) and old-style names go; other roots and sets stay."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(D.CACHE_ENV, str(cache))
+    other_root = tmp_path / "other"
+    shutil.copytree(tiny_mnist_root, other_root)
+    D.load_image_data("mnist", other_root)
+    (theirs,) = cache.glob("mnist-*.pt")
+    ours = D._decoded_file("mnist", tiny_mnist_root)
+    older = ours.with_name(ours.name[:-len("0123456789abcdef.pt")] + "0123456789abcdef.pt")  # as if older code
+    old_style, unrelated = cache / "mnist-fedcba9876543210.pt", cache / "fashion_mnist-0123456789abcdef.pt"
+    for stale in (older, old_style, unrelated):
+        shutil.copyfile(theirs, stale)
+    D.clear_cache()
+    D.load_image_data("mnist", tiny_mnist_root)
+    assert sorted(p.name for p in cache.glob("*.pt")) == sorted([ours.name, theirs.name, unrelated.name])
 
 
 def test_a_process_that_finds_the_decoded_file_neither_decodes_nor_imports_torchvision(tmp_path, tiny_mnist_root):

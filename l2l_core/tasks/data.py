@@ -19,6 +19,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -392,7 +393,26 @@ def _decoded_file(name: str, root: Path) -> Path | None:
                     digest.update(chunk)
     except OSError:  # unreadable: decoding reports it, naming the file
         return None
-    return folder / f"{name}-{digest.hexdigest()[:16]}.pt"
+    return folder / f"{name}-{_root_tag(root)}-{digest.hexdigest()[:16]}.pt"
+
+
+def _root_tag(root: Path) -> str:
+    """A short name for the data root, so that the decoded copies of one data set from one root can be found."""
+    return hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:8]
+
+
+def _prune_other_copies(path: Path) -> None:
+    """Delete the decoded copies that ``path`` replaces: same data set and root, other code or raw files (each change
+    of this module names a new file, and the old ones are never read again), and the copies named before files
+    carried their root (``<name>-<16 hex>.pt``). A copy still mapped by a running process stays readable there."""
+    name, tag, _ = path.stem.rsplit("-", 2)
+    old_style = re.compile(rf"{re.escape(name)}-[0-9a-f]{{16}}\.pt")
+    for other in path.parent.glob(f"{name}-*.pt"):
+        if other != path and (other.name.startswith(f"{name}-{tag}-") or old_style.fullmatch(other.name)):
+            try:
+                other.unlink()
+            except OSError:  # in use where files cannot be deleted while open, or already gone: try next time
+                pass
 
 
 def _load_decoded(path: Path | None) -> ImageData | None:
@@ -418,6 +438,7 @@ def _keep_decoded(path: Path | None, data: ImageData) -> ImageData:
             torch.save(asdict(data), tmp)
     except (OSError, RuntimeError):
         return data
+    _prune_other_copies(path)
     return _load_decoded(path) or data
 
 
