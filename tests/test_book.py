@@ -229,3 +229,26 @@ def test_a_new_stored_measurement_reruns_only_the_notebooks_that_show_it(tmp_pat
     assert after["02_mnist"] != before["02_mnist"] and after["03_architectures"] == before["03_architectures"]
     (folder / "stuck-x.csv").write_text("meta_seed,stuck\n5,False\n")
     assert stamps()["02_mnist"] != after["02_mnist"]
+
+
+_ALLOCATE = """
+import sys, time
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+time.sleep(1.0)
+block = bytearray(b"\\x01") * (300 << 20)  # 300 MB, written: resident and private
+time.sleep(2.0)
+del block
+time.sleep(1.5)
+"""
+
+
+@pytest.mark.parametrize("exact_every", [1, 10_000])
+def test_tree_memory_sees_a_childs_peak_between_exact_readings(exact_every):
+    """A child's 300 MB held for 2 s is in the peak whether PSS is read at every sample or only at the child's first
+    (then RSS changes carry the estimate): the cheap samples between exact readings must not miss it."""
+    with progress.TreeMemory(interval=0.1, exact_every=exact_every) as memory:
+        child = subprocess.Popen([sys.executable, "-c", _ALLOCATE], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        baseline = [memory._sample()[0] for _ in range(3)][-1]
+        child.wait(timeout=60)
+    assert memory.peak_mb - baseline > 280, (memory.peak_mb, baseline)
