@@ -44,30 +44,34 @@ def errata_budget(s: Settings) -> dict:
     return dict(seeds=s.meta_seeds, trajectories=s.errata_trajectories)
 
 
-def _lstm_plans(s: Settings, progress: bool) -> dict:
-    """Every set of LSTMs this chapter meta-trains, by file name: (b)'s EMNIST Letters arms without and with
-    preprocessing, (c)'s thesis-loop schedule and (d)'s shared state on MNIST (their fixed arms are chapter 02's)."""
+def _arms(s: Settings) -> dict:
+    """Every set of LSTMs this chapter meta-trains, by file name, with its family and ``meta_train`` options: (b)'s
+    EMNIST Letters arms without and with preprocessing, (c)'s thesis-loop schedule and (d)'s shared state on MNIST
+    (the fixed arms of (c) and (d) are chapter 02's LSTMs)."""
     letters, mnist = mnist_like_setup(s)[0][1], mnist_setup(s)[0][0]
-    out, budget = _folder(s), errata_budget(s)
     shared = dataclasses.replace(mnist.default_lstm, state_layout=SHARED_STATE)
-    arms = {"lstm_emnist_no_preprocessing": (letters, dict(config=EMNIST_DEFECT_CONFIG)),
+    return {"lstm_emnist_no_preprocessing": (letters, dict(config=EMNIST_DEFECT_CONFIG)),
             "lstm_emnist": (letters, {}),
             "lstm_thesis_schedule": (mnist, dict(schedule=thesis_loop_segments)),
             "lstm_shared_state": (mnist, dict(config=shared))}
-    return {name: plan_seeds(family, s, out, name, progress=progress, **options, **budget)
-            for name, (family, options) in arms.items()}
+
+
+def _plan(s: Settings, name: str, family, options: dict, progress: bool):
+    """What meta-training arm ``name`` needs (``lstms.plan_seeds``): the chapter's seeds at its errata budget."""
+    return plan_seeds(family, s, _folder(s), name, progress=progress, **options, **errata_budget(s))
 
 
 def meta_train_all(s: Settings, progress: bool = True) -> dict[str, TrainedLSTMs]:
     """Every LSTM of defects (b)-(d), meta-trained (or reused) as one batch of jobs, so that both workers stay busy
     across the arms; the defects' re-runs then read them. Same LSTMs as when each re-run trains its own."""
-    plans = _lstm_plans(s, progress)
+    plans = {name: _plan(s, name, family, options, progress) for name, (family, options) in _arms(s).items()}
     return dict(zip(plans, train_together(list(plans.values()))))
 
 
 def _lstms(s: Settings, name: str, progress: bool) -> dict:
     """One arm's LSTMs by meta-training seed (trained here unless ``meta_train_all`` already did)."""
-    return train_together([_lstm_plans(s, progress)[name]])[0].lstms
+    family, options = _arms(s)[name]
+    return train_together([_plan(s, name, family, options, progress)])[0].lstms
 
 
 @dataclass
