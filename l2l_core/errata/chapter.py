@@ -56,22 +56,19 @@ def _arms(s: Settings) -> dict:
             "lstm_shared_state": (mnist, dict(config=shared))}
 
 
-def _plan(s: Settings, name: str, family, options: dict, progress: bool):
-    """What meta-training arm ``name`` needs (``lstms.plan_seeds``): the chapter's seeds at its errata budget."""
-    return plan_seeds(family, s, _folder(s), name, progress=progress, **options, **errata_budget(s))
+def _train(s: Settings, names, progress: bool) -> list[TrainedLSTMs]:
+    """The LSTMs of arms ``names`` (keys of ``_arms``), their seeds still to train run as one batch of jobs; reused
+    where already trained (by ``meta_train_all`` or an earlier run)."""
+    arms = _arms(s)
+    return train_together([plan_seeds(arms[name][0], s, _folder(s), name, progress=progress, **arms[name][1],
+                                      **errata_budget(s)) for name in names])
 
 
 def meta_train_all(s: Settings, progress: bool = True) -> dict[str, TrainedLSTMs]:
     """Every LSTM of defects (b)-(d), meta-trained (or reused) as one batch of jobs, so that both workers stay busy
     across the arms; the defects' re-runs then read them. Same LSTMs as when each re-run trains its own."""
-    plans = {name: _plan(s, name, family, options, progress) for name, (family, options) in _arms(s).items()}
-    return dict(zip(plans, train_together(list(plans.values()))))
-
-
-def _lstms(s: Settings, name: str, progress: bool) -> dict:
-    """One arm's LSTMs by meta-training seed (trained here unless ``meta_train_all`` already did)."""
-    family, options = _arms(s)[name]
-    return train_together([_plan(s, name, family, options, progress)])[0].lstms
+    names = list(_arms(s))
+    return dict(zip(names, _train(s, names, progress)))
 
 
 @dataclass
@@ -159,7 +156,7 @@ def _emnist_without_preprocessing(s: Settings, progress: bool) -> tuple[list[dic
     fixed_chapter = chapter_frame(s, "05_mnist_like", progress)
     others = fixed_chapter[fixed_chapter.setting == label].replace({"optimizer": {LSTM_LABEL: MNIST_LSTM_LABEL}})
     arms = {"with defect": "lstm_emnist_no_preprocessing", "fixed": "lstm_emnist"}
-    owns = _compare_lstms([_lstms(s, name, progress) for name in arms.values()], letters, s, progress)
+    owns = _compare_lstms([t.lstms for t in _train(s, arms.values(), progress)], letters, s, progress)
     frames = {variant: pd.concat([own.assign(setting=label), others], ignore_index=True)
               for variant, own in zip(arms, owns)}
     rows = _on_off_rows("b", [claim], frames["with defect"], frames["fixed"], s.steps)
@@ -182,7 +179,8 @@ def _mnist_training_defect(defect: str, s: Settings, progress: bool) -> tuple[li
     chapter = chapter_frame(s, "02_mnist", progress)
     baselines = chapter[(chapter.setting == label) & (chapter.optimizer != LSTM_LABEL)]
     budget = errata_budget(s)
-    lstms = _lstms(s, "lstm_thesis_schedule" if defect == "c" else "lstm_shared_state", progress)
+    (trained,) = _train(s, ["lstm_thesis_schedule" if defect == "c" else "lstm_shared_state"], progress)
+    lstms = trained.lstms
     # the fixed arm: experiment 2's LSTMs of the same seeds as selected at the same budget
     at_budget = mnist_lstms(s, progress=progress).at_budget[budget["trajectories"]]
     owns = _compare_lstms([lstms, {k: at_budget[k] for k in budget["seeds"]}], mnist, s, progress)
