@@ -14,7 +14,7 @@ from l2l_core.optimizers import fused
 from l2l_core.evaluation.tuning import tune_all, tune_learning_rate
 from l2l_core.evaluation.claims import Claim
 from l2l_core.errata.chapter import _on_off_rows
-from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer
+from l2l_core.optimizers.lstm import LSTMConfig, LSTMOptimizer, kernel_weights
 from l2l_core.optimizers.state_layouts import PER_COORDINATE, ColumnRuns
 from l2l_core.training.meta_train import train_trajectory, unroll_segments
 from l2l_core.evaluation.runners import run_learned
@@ -269,9 +269,49 @@ def test_shared_state_runner_matches_step_tasks():
                                    [s.map(columns(read)) for s in exact])
         exact = [s.map(columns(write)) for s in exact]
         update.check(runner.step(grad.reshape(-1)), expected.reshape(-1), name="update")
-    for k, (ref, ours, theirs) in enumerate(zip(exact, runner.old, state)):
+    for k, (ref, ours, theirs) in enumerate(zip(exact, runner.state, state)):
         ref.check(ours, theirs, name=f"state {k}")
     assert not SharedStateRunner.supported(lstm, (3, 70), torch.empty(0))  # a larger later tensor: step_tasks
+
+
+@pytest.mark.skipif(fused.kernels() is None, reason=f"the runner needs the fused kernels: {fused.unavailable_reason()}")
+@torch.no_grad()
+def test_shared_state_runner_keeps_one_state_and_the_two_buffer_numbers():
+    """The runner updates its one state in place (the old columns that later tensors read are copied aside): the
+    same kernel calls on the same values as reading an old state and writing a new one, so the same bits."""
+    torch.manual_seed(7)
+    lstm = LSTMOptimizer(LSTMConfig(state_layout=SHARED_STATE), seed=8)
+    sizes, n, hidden = (70, 3, 12, 5), 3, 20
+    dim, offsets = sum(sizes), [0, 70, 73, 85]
+    runner = SharedStateRunner(lstm, n, sizes)
+    # memory: one full state, and 12 (the largest later tensor) old columns per task aside
+    held = sum(t.numel() for t in [*runner.state, *runner.old_head])
+    assert held == 4 * hidden * n * (dim + 12)
+    packed, out_w, out_b = kernel_weights(lstm)
+    old = [torch.zeros(hidden, n * dim) for _ in range(4)]
+    _, write = shared_state_runs(sizes)
+    for _ in range(5):
+        grad = torch.randn(n * dim)
+        x_all, new = lstm.features(grad), [torch.empty(hidden, n * dim) for _ in range(4)]
+        for i in range(n):
+            for offset, size in zip(offsets, sizes):
+                read, own = slice(i * dim, i * dim + size), slice(i * dim + offset, i * dim + offset + size)
+                x = x_all[:, own]
+                for layer in range(2):
+                    h, c = new[2 * layer][:, own], new[2 * layer + 1][:, own]
+                    fused.layer_step(packed[layer], x, old[2 * layer][:, read], old[2 * layer + 1][:, read], h, c)
+                    x = h
+        expected = torch.addmm(out_b.unsqueeze(1), out_w, new[-2]).squeeze(0)
+        for s in new:
+            s3 = s.view(hidden, n, dim)
+            for src, dst, k in write:
+                if src != dst:
+                    s3[..., dst:dst + k] = s3[..., src:src + k]
+            s3[..., sizes[0]:] = 0
+        old = new
+        assert torch.equal(runner.step(grad), expected)
+    for ours, theirs in zip(runner.state, old):
+        assert torch.equal(ours, theirs)
 
 
 def test_a_process_that_never_imported_the_errata_finds_the_shared_layout():
