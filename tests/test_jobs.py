@@ -84,11 +84,20 @@ def _heavy_imports_of_a_first_job(folder):
     return sorted(m for m in set(sys.modules) - before if m.startswith(heavy))
 
 
+def _triton_mapped():
+    """Whether Triton's library is mapped in this worker and in its parent (the forkserver)."""
+    def mapped(pid):
+        with open(f"/proc/{pid}/maps") as maps:
+            return "libtriton" in maps.read()
+    return mapped(os.getpid()), mapped(os.getppid())
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc (Linux), forks workers")
 def test_local_workers_fork_from_a_server_with_torch_and_see_this_processs_variables(tmp_path, monkeypatch):
     """Workers share torch's pages (forked from a server that imported it, not spawned by this process), yet
-    each new cluster sees this process's L2L_* variables as they are now: set, changed, or removed."""
+    each new cluster sees this process's L2L_* variables as they are now: set, changed, or removed. Neither the
+    worker nor the server loads Triton."""
     monkeypatch.setenv("L2L_PROBE", "first")
     try:
         client = jobs.start_local_cluster(1)
@@ -96,6 +105,8 @@ def test_local_workers_fork_from_a_server_with_torch_and_see_this_processs_varia
         assert parent != os.getpid() and "forkserver" in cmd and has_torch and preloaded
         # what jobs import on first use came with the fork (shared pages), not paid by each worker
         assert list(client.run(_heavy_imports_of_a_first_job, str(tmp_path)).values()) == [[]]
+        # ... and Triton, which torch._dynamo would load, is in neither the worker nor the forkserver
+        assert list(client.run(_triton_mapped).values()) == [(False, False)]
         assert list(client.run(os.environ.get, "L2L_PROBE").values()) == ["first"]
         monkeypatch.setenv("L2L_PROBE", "second")
         client = jobs.start_local_cluster(1)
