@@ -45,11 +45,13 @@ book: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_bench.py
 	$(PY) bench/jobs_bench.py
+	$(PY) bench/kernel_parts.py
 
 # The AVX2 build of the kernels timed on this CPU (on an AVX-512 CPU: the other instruction set), beside make bench's
 # (without the PyTorch path, which the kernels' build does not change).
 bench-avx2: $(STAMP)
 	L2L_KERNEL_CFLAGS=-march=haswell $(PY) bench/run_bench.py --no-compare-plain --out bench/results-avx2.json
+	L2L_KERNEL_CFLAGS=-march=haswell $(PY) bench/kernel_parts.py --out bench/kernel_parts-avx2.json
 
 clean:
 	rm -rf _build build .pytest_cache
