@@ -20,7 +20,6 @@ import hashlib
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -28,7 +27,7 @@ import torch
 from l2l_core.optimizers import fused
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run_bench import MATMUL_N  # noqa: E402  (the floor's matmul size, one definition)
+from run_bench import MATMUL_N, timed  # noqa: E402  (the floor's matmul size and timing, one definition)
 
 TANH_BODY_END = "  return x * p / q;\n}"
 VARIANTS = {
@@ -42,26 +41,17 @@ SIZES = {"MNIST trajectory, 1 task": 15_910, "evaluation, 100 tasks": 1_591_000}
 
 def build(variant: str):
     """The kernels' source with ``variant``'s replacements, compiled with the kernels' flags."""
-    from torch.utils.cpp_extension import load_inline
-
     source = fused._SOURCE_FILE.read_text()
     for old, new in VARIANTS[variant]:
         if old not in source:
             raise RuntimeError(f"variant {variant!r}: {old!r} is not in {fused._SOURCE_FILE.name}; update this bench")
         source = source.replace(old, new, 1)
     tag = hashlib.sha1((fused.build_tag() + source).encode()).hexdigest()[:10]
-    return load_inline(f"l2l_kernel_parts_{tag}", cpp_sources=source, functions=["layer_forward", "layer_backward"],
-                       extra_cflags=fused.compile_flags(), extra_ldflags=["-fopenmp"], verbose=False)
+    return fused.compile_source(f"l2l_kernel_parts_{tag}", source)
 
 
-def best_of(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def median_time(fn, repeats: int) -> float:
+    return statistics.median(timed(fn, repeats))
 
 
 def layer_times(module, inputs: int, n: int, repeats: int) -> tuple[float, float]:
@@ -73,8 +63,8 @@ def layer_times(module, inputs: int, n: int, repeats: int) -> tuple[float, float
     h_out, c_out = torch.empty(HIDDEN, n), torch.empty(HIDDEN, n)
     dh, dc = torch.randn(HIDDEN, n, generator=g), torch.randn(HIDDEN, n, generator=g)
     dx, dh_prev, dc_prev, dW = torch.empty_like(x), torch.empty_like(h), torch.empty_like(c), torch.empty_like(W)
-    forward = best_of(lambda: module.layer_forward(W, x, h, c, h_out, c_out), repeats)
-    backward = best_of(lambda: module.layer_backward(W, x, h, c, dh, dc, dx, dh_prev, dc_prev, dW), repeats)
+    forward = median_time(lambda: module.layer_forward(W, x, h, c, h_out, c_out), repeats)
+    backward = median_time(lambda: module.layer_backward(W, x, h, c, dh, dc, dx, dh_prev, dc_prev, dW), repeats)
     return forward, backward
 
 
@@ -92,7 +82,7 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         m = torch.randn(MATMUL_N, MATMUL_N)
-        floor = 2 * MATMUL_N ** 3 / best_of(lambda: m @ m, 5) / 1e9
+        floor = 2 * MATMUL_N ** 3 / median_time(lambda: m @ m, 5) / 1e9
         print(f"threads {threads}: matmul floor {floor:.0f} GFLOP/s ({MATMUL_N}^3 float32)", flush=True)
         for size_name, n in SIZES.items():
             for variant, module in modules.items():

@@ -67,6 +67,18 @@ def build_tag() -> str:
     return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:10]
 
 
+def compile_source(name: str, source: str):
+    """Compile (or load from torch's extension folder) a kernels source as the module ``name``, with the kernels'
+    flags: ``kernels()`` for the source file, benches for variants of it (bench/kernel_parts.py)."""
+    # a CPU machine with torch's CUDA build: cpp_extension warns "No CUDA runtime is found" on import, in every
+    # process (each Dask worker too), about something that does not matter here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.cpp_extension import load_inline
+
+    return load_inline(name, cpp_sources=source, functions=["layer_forward", "layer_backward"],
+                       extra_cflags=compile_flags(), extra_ldflags=["-fopenmp"], verbose=False)
+
+
 def kernels():
     """The compiled module, or None (disabled, or it could not be built: see ``unavailable_reason``)."""
     if "module" in _state:
@@ -78,15 +90,7 @@ def kernels():
                 reason = "switched off by L2L_FUSED=0"
             else:
                 try:
-                    # a CPU machine with torch's CUDA build: cpp_extension warns "No CUDA runtime is found" on
-                    # import, in every process (each Dask worker too), about something that does not matter here
-                    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-                    from torch.utils.cpp_extension import load_inline
-
-                    module = load_inline(f"l2l_fused_{build_tag()}", cpp_sources=_SOURCE_FILE.read_text(),
-                                         functions=["layer_forward", "layer_backward"], extra_cflags=compile_flags(),
-                                         extra_ldflags=["-fopenmp"],
-                                         verbose=False)
+                    module = compile_source(f"l2l_fused_{build_tag()}", _SOURCE_FILE.read_text())
                 except Exception as err:  # no compiler / ninja / headers: the PyTorch path is used
                     reason = f"{type(err).__name__}: {err}"
             _state["module"], _state["reason"] = module, reason
