@@ -1,5 +1,7 @@
 """End to end: the smoke profile through papermill, the claims, and the Jupyter Book build."""
+import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -205,6 +207,25 @@ def test_notebooks_run_in_this_interpreter_whatever_a_python3_kernelspec_names(t
     papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
                                progress_bar=False, kernel_manager_class=reproduce.local_kernel_manager())
     assert (tmp_path / "which").read_text() == sys.executable
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None or not os.path.exists("/proc/self/maps"),
+                    reason="Triton is not installed here (nothing to keep out), or no /proc to read the maps from")
+def test_the_notebooks_kernels_make_optimizers_without_loading_triton(tmp_path):
+    """torch.optim's first optimizer imports torch._dynamo, which loads Triton when installed; the book's kernels
+    keep it out (~77 MB each) and optimizers still work."""
+    import nbformat
+    import papermill
+
+    code = ("import torch; p = torch.ones(2, requires_grad=True); opt = torch.optim.SGD([p], lr=0.5)\n"
+            "p.sum().backward(); opt.step()\n"
+            "import sys; assert 'torch._dynamo' in sys.modules\n"
+            f"open({str(tmp_path / 'result')!r}, 'w').write(repr((p.tolist(), 'libtriton' in open('/proc/self/maps').read())))")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), tmp_path / "in.ipynb")
+    papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                               progress_bar=False, kernel_manager_class=reproduce.local_kernel_manager())
+    assert (tmp_path / "result").read_text() == repr(([0.5, 0.5], False))  # 1 - 0.5 * 1, exact
 
 
 def test_the_kernels_are_built_before_the_notebooks_and_say_when_they_are_off(monkeypatch):
