@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -273,3 +274,37 @@ def test_tree_memory_sees_a_childs_peak_between_exact_readings(exact_every):
         baseline = [memory._sample()[0] for _ in range(3)][-1]
         child.wait(timeout=60)
     assert memory.peak_mb - baseline > 280, (memory.peak_mb, baseline)
+
+
+_MAP_AND_READ = """
+import mmap, sys, time
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+sys.stdin.readline()  # the go: by then the sampler has read this process once, before the file is mapped
+with open(sys.argv[1], "rb") as f:
+    m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+sum(m[i] for i in range(0, len(m), 4096))  # every page resident in this process
+sys.stdout.write("mapped\\n"); sys.stdout.flush()
+time.sleep(2.0)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="PSS is read from /proc (Linux)")
+def test_tree_memory_counts_a_file_two_children_map_once(tmp_path):
+    """Two children reading the same 200 MB file share its pages: PSS counts them once in all (100 MB each), RSS
+    twice. Between exact readings the estimate (RSS changes) counts them twice; the peak must not."""
+    data = tmp_path / "shared.bin"
+    data.write_bytes(b"\x01" * (200 << 20))
+    with progress.TreeMemory(interval=0.1, exact_every=10_000) as memory:
+        baseline = memory._sample(exact=True)[0]
+        children = [subprocess.Popen([sys.executable, "-c", _MAP_AND_READ, str(data)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        assert [c.stdout.readline().strip() for c in children] == ["ready", "ready"]
+        time.sleep(0.5)
+        for c in children:
+            c.stdin.write("go\n")
+            c.stdin.flush()
+        assert [c.stdout.readline().strip() for c in children] == ["mapped", "mapped"]
+        for c in children:
+            c.wait(timeout=60)
+    grew = memory.peak_mb - baseline
+    assert 180 < grew < 300, (memory.peak_mb, baseline)  # once: 200 MB and two interpreters; twice would be 400+

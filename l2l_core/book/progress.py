@@ -52,9 +52,10 @@ class TreeMemory:
     libraries in every Dask worker) counts 1/n in each, so the sum is the memory the notebook really takes; else
     RSS. Reading a process's PSS walks its page tables (~15-20 ms of CPU for each of torch's processes, measured on
     the 2-vCPU AMD EPYC: ~85 ms a second for a notebook's tree, taken from the jobs when they keep both vCPUs busy),
-    so it is read every ``exact_every`` samples; in between a process counts its last PSS plus its RSS change since
-    (RSS is nearly free to read; new private memory counts fully in both, a newly touched shared page fully in RSS
-    only: the estimate errs high, never low)."""
+    so it is read every ``exact_every`` samples, and in between only when a cheap estimate says the peak may have
+    been passed: a process's last PSS plus its RSS change since (RSS is nearly free to read; it errs high, as a
+    newly touched shared page counts fully in RSS). The peak is always an exact reading: an estimate alone counted
+    pages shared by both workers (a data set both map) twice, and put chapter 03's peak ~390 MB too high."""
 
     def __init__(self, interval: float = 1.0, exact_every: int = 5):
         self.interval, self.exact_every, self.peak_mb, self.peak_parts = interval, exact_every, 0.0, {}
@@ -62,12 +63,15 @@ class TreeMemory:
         self._exact: dict = {}  # process -> (its PSS, its RSS) at the last exact reading (MB)
         self._samples = 0
 
-    def _sample(self) -> tuple[float, dict]:
-        """The tree's memory now (MB), in total and by kind of process (``_process_kind``)."""
+    def _sample(self, exact: bool | None = None) -> tuple[float, dict, bool]:
+        """The tree's memory now (MB), in total and by kind of process (``_process_kind``), and whether every
+        process's reading was exact (``exact``: read PSS everywhere; None: every ``exact_every``-th sample)."""
         import psutil
 
-        exact, self._samples = self._samples % self.exact_every == 0, self._samples + 1
-        parts, exact_readings = {}, {}
+        if exact is None:
+            exact = self._samples % self.exact_every == 0
+        self._samples += 1
+        parts, exact_readings, all_exact = {}, {}, True
         for child in psutil.Process().children(recursive=True):
             try:
                 if exact or child not in self._exact:
@@ -81,16 +85,19 @@ class TreeMemory:
                 else:
                     pss, rss = self._exact[child]
                     mb = pss + child.memory_info().rss / 2**20 - rss
+                    all_exact = False
             except psutil.Error:  # it ended between listing and reading
                 continue
             kind = _process_kind(child)
             parts[kind] = parts.get(kind, 0.0) + mb
         self._exact = exact_readings if exact else {**self._exact, **exact_readings}
-        return sum(parts.values()), parts
+        return sum(parts.values()), parts, all_exact
 
     def _run(self):
         while not self._stop.wait(self.interval):
-            total, parts = self._sample()
+            total, parts, exact = self._sample()
+            if total > self.peak_mb and not exact:  # the estimate may be high: read PSS now, and keep that
+                total, parts, exact = self._sample(exact=True)
             if total > self.peak_mb:
                 self.peak_mb, self.peak_parts = total, parts
 
