@@ -85,8 +85,8 @@ def client(setting: str | None = None):
 # by each. Measured on the 2-vCPU AMD EPYC: two workers after importing torch and the job modules took 908 MB (PSS)
 # when spawned, 520 MB (server included) when forked; two workers each meta-training three MNIST trajectories peaked
 # at 1,247 MB, and at 986 MB with torch._dynamo preloaded too. A module that a torch version lacks is skipped.
-# ``without_triton`` comes first: it keeps torch._dynamo from loading Triton (~70 MB the workers never use).
-WORKER_PRELOAD = ("l2l_core.without_triton", "torch", "torch._dynamo", "pyarrow.parquet", "pyarrow.pandas_compat",
+# ``lean_process`` comes first: it keeps Triton out and returns the CUDA libraries' pages (see there).
+WORKER_PRELOAD = ("l2l_core.lean_process", "torch", "torch._dynamo", "pyarrow.parquet", "pyarrow.pandas_compat",
                   "l2l_core.book.lstms", "l2l_core.evaluation.evaluate")
 _worker_env_keys: set = set()
 

@@ -128,8 +128,8 @@ def local_kernel_manager():
     The kernel is this interpreter whatever a "python3" kernelspec names: a user's own spec may point at another
     environment, and the kernels that ``build_kernels`` compiled are reused only from the same interpreter path
     (torch's extension build records the include paths it was given, and rebuilds when they differ).
-    Each kernel imports ``l2l_core.without_triton`` before the first cell: nothing in the book compiles, and Triton's
-    library would otherwise stay resident in the kernel (~77 MB) once a torch.optim optimizer is made.
+    Each kernel imports ``l2l_core.lean_process`` before the first cell, which keeps Triton out (nothing in the book
+    compiles) and returns the pages torch's CUDA libraries made resident.
     """
     from ipykernel.kernelspec import get_kernel_dict
     from jupyter_client.kernelspec import KernelSpec
@@ -144,7 +144,7 @@ def local_kernel_manager():
         def kernel_spec(self) -> KernelSpec:
             if self._kernel_spec is None:  # ipykernel's own spec for this interpreter (jupyter's "native" one)
                 spec = get_kernel_dict()
-                spec["argv"] = [*spec["argv"], "--IPKernelApp.exec_lines=import l2l_core.without_triton"]
+                spec["argv"] = [*spec["argv"], "--IPKernelApp.exec_lines=import l2l_core.lean_process"]
                 self._kernel_spec = KernelSpec(name="python3", **spec)
             return self._kernel_spec
 
