@@ -36,7 +36,7 @@ def assert_close64(actual, expected, rtol: float = 1e-10) -> None:
     operands' scale, not its own, so the absolute tolerance is rtol times the largest |expected|. Any CPU: no
     float32 step is involved.
     """
-    actual, expected = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x)) for x in (actual, expected))
+    actual, expected = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.array(x)) for x in (actual, expected))  # a copy: read-only arrays warn
     assert actual.dtype == expected.dtype == torch.float64, (actual.dtype, expected.dtype)
     torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
 

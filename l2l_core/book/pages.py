@@ -169,6 +169,6 @@ def collect_claims(results_root: str | Path) -> pd.DataFrame:
     if not files:
         raise FileNotFoundError(f"results_root={str(results_root)!r} holds no */claims.csv; run the experiment notebooks first")
     table = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    text = table.select_dtypes(include="object").columns
+    text = table.select_dtypes(include=["object", "str"]).columns  # text columns under pandas 2 and 3
     table[text] = table[text].fillna("")
     return table
