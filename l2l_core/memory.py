@@ -15,6 +15,7 @@ import re
 MADV_DONTNEED = 4  # Linux: drop the range's pages; a private file mapping reads them from the file again if used
 # torch's CUDA build: its own CUDA library and those of NVIDIA's wheels (cuBLAS, nvrtc, nvJitLink, cuFFT, ...)
 CUDA_LIBRARY = re.compile(r"/nvidia/.*\.so|/libtorch_cuda[^/]*\.so")
+_MAPPING_HEADER = re.compile(r"[0-9a-f]+-[0-9a-f]+")  # an smaps entry's first line starts with its address range
 
 
 @functools.cache
@@ -54,7 +55,9 @@ def cuda_library_mappings(path: str = "/proc/self/smaps") -> list[tuple[int, int
         with open(path) as smaps:
             for line in smaps:
                 fields = line.split()
-                if re.match(r"^[0-9a-f]+-[0-9a-f]+$", fields[0]):
+                if not fields:
+                    continue
+                if _MAPPING_HEADER.fullmatch(fields[0]):
                     current = None
                     if len(fields) >= 6 and CUDA_LIBRARY.search(fields[5]):
                         start, end = (int(x, 16) for x in fields[0].split("-"))
