@@ -29,12 +29,16 @@ def wide_margin_claims(experiment: str, setting: str | None, thesis: str) -> lis
                   thesis, f"{SLIDES}: '{WIDE}'", (Part("wide_margin"),), setting=setting)]
 
 
-def quadratic_experiment(s: Settings) -> Experiment:
-    """Experiment 1, ready to run step by step: the 10-d quadratic family and the thesis' claims about it."""
-    family = QuadraticFamily(device=s.device)
+def quadratic_setup(s: Settings) -> tuple[list, list[Claim]]:
+    """Experiment 1's task family (10-d quadratics) and the thesis' claims about it."""
     claims = wide_margin_claims("01 quadratics", None, SELECTION + "LSTM 49.6, Adam 98.8 (lr 0.1), NAG 107.5 (0.01), "
                                 "RMSprop 133.5 (0.03), SGD 206.5 (0.01) (notebook cells 12, 16)")
-    return Experiment(s, [family], claims)
+    return [QuadraticFamily(device=s.device)], claims
+
+
+def quadratic_experiment(s: Settings) -> Experiment:
+    """Experiment 1, ready to run step by step: the 10-d quadratic family and the thesis' claims about it."""
+    return Experiment(s, *quadratic_setup(s))
 
 
 # The PyTorch-init arm of experiment 2 is a contrast, not a thesis experiment, but the book states verdicts for it, so
@@ -152,3 +156,15 @@ def cifar_svhn_setup(s: Settings) -> tuple[list, list[Claim]]:
               (Part("no_advantage"),), setting=setting_label(svhn)),
     ]
     return [cifar, svhn], claims
+
+
+# chapter name -> the function giving its task families and claims (settings -> (families, claims)): the one list of
+# the experiment chapters whose claims the book states
+SETUPS = {
+    "01_quadratic": quadratic_setup,
+    "02_mnist": mnist_setup,
+    "03_architectures": architectures_setup,
+    "04_relu": relu_setup,
+    "05_mnist_like": mnist_like_setup,
+    "06_cifar_svhn": cifar_svhn_setup,
+}

@@ -15,18 +15,12 @@ import pandas as pd
 
 from l2l_core.evaluation.tuning import TuningResult, tune_all, tuning_from_table
 from l2l_core.checks import check_choice
-from l2l_core.book.chapters import architectures_setup, cifar_svhn_setup, mnist_like_setup, mnist_setup, relu_setup
+from l2l_core.book.chapters import SETUPS
 from l2l_core.book.settings import Settings, setting_label
 from l2l_core.io import read_frame
 
-# chapter name -> the function giving its families and claims
-CHAPTERS = {
-    "02_mnist": mnist_setup,
-    "03_architectures": architectures_setup,
-    "04_relu": relu_setup,
-    "05_mnist_like": mnist_like_setup,
-    "06_cifar_svhn": cifar_svhn_setup,
-}
+# the MLP chapters (name -> the function giving its families and claims): the ones later chapters reuse
+CHAPTERS = {name: setup for name, setup in SETUPS.items() if name != "01_quadratic"}
 SAME_RUN_KEYS = ("profile", "meta_seeds", "init", "errata_trajectories", "restarts", "seeds", "n_tasks", "steps", "tune_tasks", "tune_steps", "meta_epochs",
                  "trajectories_per_epoch", "tasks_per_trajectory", "train_steps", "unroll", "n_val_tasks",
                  "meta_lr", "seed", "device", "data_root")

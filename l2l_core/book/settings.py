@@ -179,6 +179,17 @@ def settings(name: str, kind: str, profile: str = "quick", *, meta_seeds=None, s
                     data_root=None if data_root is None else str(data_root), results_dir=str(results_dir), **values)
 
 
+def load_settings(folder: str | Path) -> Settings:
+    """The settings a chapter ran with, from the settings.json in its results ``folder``."""
+    import json
+
+    path = Path(folder) / "settings.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"folder={str(folder)!r} holds no settings.json; give a chapter's results folder")
+    saved = json.loads(path.read_text())
+    return Settings(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+
+
 def mlp_family(s: Settings, dataset: str = "mnist", hidden=(20,), activation: str = "sigmoid",
                init: str | None = None) -> MLPFamily:
     """The MLP family of these settings (``init``: the settings' unless given)."""

@@ -239,8 +239,39 @@ def _ci_text(ci: CrossedCI) -> str:
     return f"{short_number(ci.mean)} [{short_number(ci.lo)}, {short_number(ci.hi)}]"
 
 
-def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
-    """Decide ``claim`` on ``frame`` (rows of ``evaluate``/``compare``); returns one row of the claims table.
+@dataclass(frozen=True)
+class ClaimData:
+    """What a claim is decided on: the LSTM's scored metric per (meta-training seed, task) and each compared
+    baseline's per task (``claim_data``). Kept apart from the decision so that a subset of the seeds can be decided
+    again (``p_values(rows)``): that is how ``stability`` asks what other meta-training seeds would have said."""
+
+    claim: Claim
+    meta_seeds: tuple[int, ...]
+    lstm: np.ndarray                   # (S seeds, I tasks), divergence scored
+    baselines: dict[str, np.ndarray]   # name -> (I,), averaged over its meta seeds if it has several
+    listed: tuple[tuple[str, ...], ...]  # per part of the claim, the baselines it names
+    sign: float                        # +1 when lower is better, -1 for accuracy
+    failed_runs: dict[str, tuple[int, int]]  # name (LSTM too) -> (diverged runs, runs)
+    worst: float                       # the score a diverged run gets
+
+    def differences(self, rows=None) -> dict[str, np.ndarray]:
+        """Paired differences LSTM - baseline (negative: LSTM better), seeds ``rows`` (default all) x tasks."""
+        lstm = self.lstm if rows is None else self.lstm[np.asarray(rows)]
+        return {b: self.sign * (lstm - v[None, :]) for b, v in self.baselines.items()}
+
+    def p_values(self, rows=None) -> tuple[float, float]:
+        """(p_holds, p_fails) of the claim on seeds ``rows`` (default all; repeats allowed, each counts as a seed)."""
+        cis = {b: crossed_mean_ci(d) for b, d in self.differences(rows).items()}
+        scale = {b: abs(float(v.mean())) for b, v in self.baselines.items()}  # delta = margin * |baseline's mean|
+        ps = []
+        for part, names in zip(self.claim.parts, self.listed):
+            margin = 0.0 if math.isnan(part.margin) else part.margin
+            ps.append(part.p_values({b: cis[b] for b in names}, {b: margin * scale[b] for b in names}))
+        return max(p for p, _ in ps), min(1.0, min(p for _, p in ps) * len(ps))
+
+
+def claim_data(frame: pd.DataFrame, claim: Claim) -> ClaimData:
+    """The rows of ``frame`` (``evaluate``/``compare``) that ``claim`` is about, as crossed tables (``ClaimData``).
 
     A competitor other than the LSTM that carries several meta_seed values is averaged over them per task.
     """
@@ -253,7 +284,6 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
     if data.empty:
         raise ValueError(f"setting={claim.setting!r} has no rows in the frame")
     lower_is_better = claim.metric != "accuracy"
-    sign = 1.0 if lower_is_better else -1.0
     values = per_task_metric(data, claim.metric)
     finite = values["value"].dropna()
     if finite.empty:
@@ -268,12 +298,12 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
     baselines = [n for n in names if n != LSTM_LABEL]
     if not baselines:
         raise ValueError("the frame has no baseline to compare the LSTM with")
-    listed = {}
+    listed = []
     for part in claim.parts:
         for b in part.baselines or ():
             check_choice("baseline", b, baselines)
-        listed[part] = list(part.baselines or baselines)
-    compared = list(dict.fromkeys(b for part in claim.parts for b in listed[part]))
+        listed.append(tuple(part.baselines or baselines))
+    compared = list(dict.fromkeys(b for names_ in listed for b in names_))
 
     tasks = pd.MultiIndex.from_frame(values[["seed", "task"]].drop_duplicates().sort_values(["seed", "task"]))
     own = values[values.optimizer == LSTM_LABEL]
@@ -281,8 +311,7 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
     if lstm.isna().any(axis=None):
         raise ValueError("not every LSTM meta-training seed was evaluated on every task (seed, task); "
                          "seeds and tasks must be crossed")
-    L = lstm.to_numpy(dtype=np.float64)
-    B, runs = {}, {}
+    B, runs = {}, {LSTM_LABEL: (int(own["failed"].sum()), len(own))}
     for b in compared:
         rows = values[values.optimizer == b]
         per_task = rows.groupby(["seed", "task"])["scored"].mean().reindex(tasks)
@@ -290,37 +319,34 @@ def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
             raise ValueError(f"baseline {b!r} was not evaluated on every task of the LSTM")
         B[b] = per_task.to_numpy(dtype=np.float64)
         runs[b] = (int(rows["failed"].sum()), len(rows))
+    return ClaimData(claim, tuple(int(s) for s in lstm.index), lstm.to_numpy(dtype=np.float64), B, tuple(listed),
+                     1.0 if lower_is_better else -1.0, runs, worst)
+
+
+def check_claim(frame: pd.DataFrame, claim: Claim) -> dict:
+    """Decide ``claim`` on ``frame`` (rows of ``evaluate``/``compare``); returns one row of the claims table.
+
+    A competitor other than the LSTM that carries several meta_seed values is averaged over them per task.
+    """
+    data = claim_data(frame, claim)
+    L, B = data.lstm, data.baselines
     n_seeds, n_tasks = L.shape
-
-    diffs = {b: sign * (L - B[b][None, :]) for b in compared}
-    scale = {b: abs(float(B[b].mean())) for b in compared}  # delta = a part's margin * |baseline's mean|
-    cis = {b: crossed_mean_ci(diffs[b]) for b in compared}
-
-    def p_of(ci_of: dict[str, CrossedCI]) -> tuple[float, float]:
-        ps = []
-        for part in claim.parts:
-            margin = 0.0 if math.isnan(part.margin) else part.margin
-            ps.append(part.p_values({b: ci_of[b] for b in listed[part]},
-                                    {b: margin * scale[b] for b in listed[part]}))
-        return max(p for p, _ in ps), min(1.0, min(p for _, p in ps) * len(ps))
-
-    p_holds, p_fails = p_of(cis)
+    p_holds, p_fails = data.p_values()
     verdict = decide(p_holds, p_fails)
-    seeds_holding = sum(decide(*p_of({b: crossed_mean_ci(diffs[b][s:s + 1]) for b in compared})) == "holds"
-                        for s in range(n_seeds))
+    seeds_holding = sum(decide(*data.p_values([s])) == "holds" for s in range(n_seeds))
 
-    best = (min if lower_is_better else max)(compared, key=lambda b: B[b].mean())
+    lower_is_better = data.sign > 0
+    best = (min if lower_is_better else max)(B, key=lambda b: B[b].mean())
     lstm_ci = crossed_mean_ci(L)
     best_ci = crossed_mean_ci(B[best][None, :])
     diff_ci = crossed_mean_ci(L - B[best][None, :])
-    lstm_failed = int(own["failed"].sum())
-    diverged = lstm_failed + sum(runs[b][0] for b in compared)
-    counts = ", ".join([f"{LSTM_LABEL} {lstm_failed} of {len(own)}"] +
-                       [f"{b} {runs[b][0]} of {runs[b][1]}" for b in compared])
+    failed = data.failed_runs
+    diverged = sum(n for n, _ in failed.values())
+    counts = ", ".join(f"{name} {n} of {total}" for name, (n, total) in failed.items())
     ours = (f"LSTM {_ci_text(lstm_ci)}; best baseline {best} {_ci_text(best_ci)}; "
             f"paired difference LSTM - {best} {_ci_text(diff_ci)}; {n_seeds} seeds x {n_tasks} tasks; "
-            + (f"diverged runs (scored as the worst value, {short_number(worst)}): " if diverged else "diverged runs: ")
-            + counts)
+            + (f"diverged runs (scored as the worst value, {short_number(data.worst)}): " if diverged
+               else "diverged runs: ") + counts)
     return {"experiment": claim.experiment, "setting": claim.setting or "", "claim": claim.claim,
             "thesis": claim.thesis, "source": claim.source, "metric": claim.metric, "test": claim.describe(),
             "ours": ours, "seeds": f"{seeds_holding} of {n_seeds}", "seeds_holding": seeds_holding,
