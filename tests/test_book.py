@@ -144,6 +144,27 @@ def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_p
     assert report.rounding_check(tmp_path / "absent") is None
 
 
+def test_a_runs_claims_are_decided_again_as_the_book_decided_them(smoke_build, tmp_path):
+    from l2l_core.book import report
+    from l2l_core.evaluation.stability import verdicts
+
+    data = report.run_claim_data(smoke_build / "results")
+    table = report.verdict_table(smoke_build / "results")
+    book = table[(table.part == "claims") & (table.verdict != "not run")]
+    assert [(d.claim.experiment, d.claim.setting or "", d.claim.claim) for d in data] == \
+        list(zip(book.experiment, book.setting, book.claim))
+    assert verdicts(data, list(range(data[0].lstm.shape[0]))) == list(book.verdict)
+    results = str(smoke_build / "results")
+    subprocess.run([sys.executable, "tools/verdict_stability.py", results, results, "--resample-seeds", "3",
+                    "--draws", "4", "--save", str(tmp_path), "--note", "same run twice"],
+                   check=True, cwd=reproduce.REPO_ROOT, capture_output=True)
+    shown, info = report.verdict_stability(tmp_path)
+    assert info["note"] == "same run twice" and info["claims"] == len(data) and len(shown) == len(data) + 1
+    assert info["pairs"] == {"agree (halves of 2)": 3, "agree (3 seeds, resampled)": 4}
+    assert shown["agree (halves of 2)"].str.endswith("%").all()
+    assert report.verdict_stability(tmp_path / "absent") is None
+
+
 def test_the_claims_view_splits_the_numbers_into_columns_and_keeps_why_a_claim_did_not_run():
     from l2l_core.book.pages import claims_view
     from l2l_core.evaluation.claims import Claim, Part, check_claims

@@ -162,6 +162,31 @@ def verdict_table(results_root: str | Path) -> pd.DataFrame:
     return table.fillna("")
 
 
+def run_claim_data(results_root: str | Path) -> list:
+    """Every tested claim of one run as ``claims.ClaimData`` (what its verdict is decided on), in the book's order:
+    each experiment chapter's claims from its settings and losses; claims on a setting the run skipped are left out."""
+    from l2l_core.book.chapters import SETUPS
+    from l2l_core.book.settings import load_settings
+    from l2l_core.evaluation.claims import claim_data
+    from l2l_core.io import read_frame
+
+    root = Path(results_root)
+    data = []
+    for chapter, setup in SETUPS.items():
+        folder = root / chapter
+        if not (folder / "losses.parquet").is_file():
+            continue
+        frame = read_frame(folder / "losses.parquet")
+        present = set(frame["setting"]) if "setting" in frame else None
+        s = load_settings(folder)
+        for claim in setup(s)[1]:
+            if present is None or claim.setting is None or claim.setting in present:
+                data.append(claim_data(frame, claim.capped(s.steps)))  # as the chapter decided it (Experiment.result)
+    if not data:
+        raise FileNotFoundError(f"results_root={str(results_root)!r} holds no experiment chapter's losses.parquet")
+    return data
+
+
 def compare_verdicts(a: pd.DataFrame, b: pd.DataFrame, labels=("A", "B")) -> pd.DataFrame:
     """Two runs' ``verdict_table``s side by side, one row per claim, with whether the verdicts agree."""
     key = ["part", *_KEY]
@@ -180,3 +205,22 @@ def rounding_check(folder: str | Path = ROUNDING_DIR):
     info = json.loads((folder / "provenance.json").read_text())
     tables = [pd.read_csv(folder / f"verdicts-{label}.csv").fillna("") for label in info["labels"]]
     return compare_verdicts(*tables, labels=info["labels"]), info
+
+
+STABILITY_DIR = REPO_ROOT / "book" / "data" / "verdict_stability"
+
+
+def verdict_stability(folder: str | Path = STABILITY_DIR):
+    """The stored verdict-stability table (tools/verdict_stability.py --save) for the page: per claim how often each
+    verdict came out in halves of the pooled LSTMs and how often two runs agree, as percentages; with its provenance
+    dict, or None when none is stored."""
+    folder = Path(folder)
+    if not (folder / "provenance.json").is_file():
+        return None
+    info = json.loads((folder / "provenance.json").read_text())
+    table = pd.read_csv(folder / "agreement.csv")
+    text = ["experiment", "setting", "claim"]
+    shares = [c for c in table.columns if c not in text]
+    table[text] = table[text].fillna("")
+    table[shares] = table[shares].map(lambda x: "" if pd.isna(x) else f"{100 * x:.0f}%")
+    return table, info

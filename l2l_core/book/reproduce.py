@@ -44,7 +44,7 @@ NOTEBOOKS: dict[str, tuple[str, ...]] = {
 ALWAYS_RUN = ("99_reproduction",)  # it reports this very run's timings
 USES_SHIPPED_WEIGHTS = ("07_drop_in",)  # notebooks that load l2l_core/pretrained
 # the stored measurements (book/data/<folder>) each notebook shows: a new measurement re-runs only its readers
-READS_BOOK_DATA = {"02_mnist": ("long_run", "stuck_rate"), "99_reproduction": ("rounding_check",)}
+READS_BOOK_DATA = {"02_mnist": ("long_run", "stuck_rate"), "99_reproduction": ("rounding_check", "verdict_stability")}
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
 

@@ -1,0 +1,116 @@
+"""Verdict stability: claims decided again on halves and resamples of pooled LSTMs, exactly as two runs would be."""
+import itertools
+from dataclasses import replace
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from l2l_core.evaluation.claims import Claim, Part, check_claim, check_claims, claim_data, holm_verdicts
+from l2l_core.evaluation.stability import (pool_runs, baseline_gap, resampled_agreement, split_agreement, verdicts,
+                                           agreement_table)
+from test_claims import frame_from  # tests/ is on sys.path (rootdir conftest, no package)
+
+CLEAR = Claim("x", "clear", "t", "s", [Part("better")], metric="loss@2", setting="clear")
+EDGE = Claim("x", "edge", "t", "s", [Part("better")], metric="loss@2", setting="edge")
+
+
+def run_frame(offsets: dict, n_tasks=8, seed=0) -> pd.DataFrame:
+    """One run's frame: per setting, LSTMs (one row of ``offsets[setting]`` per seed) around a baseline at 1 + task
+    level; the task levels and baselines are the same for every run, as in a rounding pair."""
+    level = np.random.default_rng(123).uniform(0.8, 1.2, n_tasks)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for setting, lstm_offsets in offsets.items():
+        lstm = level + np.asarray(lstm_offsets, dtype=np.float64)[:, None] + 0.01 * rng.standard_normal((len(lstm_offsets), n_tasks))
+        frames.append(frame_from(lstm, {"Adam": level + 0.0, "SGD": level + 0.2}).assign(setting=setting))
+    return pd.concat(frames, ignore_index=True)
+
+
+def two_runs():
+    """A rounding pair of three seeds each: 'clear' LSTMs all well ahead, 'edge' LSTMs on either side of Adam."""
+    a = run_frame({"clear": [-0.3, -0.32, -0.28], "edge": [-0.04, 0.01, -0.03]}, seed=1)
+    b = run_frame({"clear": [-0.31, -0.29, -0.3], "edge": [-0.05, 0.02, -0.01]}, seed=2)
+    return a, b
+
+
+def test_claim_data_decides_as_check_claim_for_all_seeds_and_each_alone():
+    frame, _ = two_runs()
+    for claim in (CLEAR, EDGE):
+        row, data = check_claim(frame, claim), claim_data(frame, claim)
+        assert data.p_values() == (row["p_holds"], row["p_fails"])
+        for s in range(3):
+            alone = check_claim(frame[frame.meta_seed.isin([s, -1])], claim)
+            assert data.p_values([s]) == (alone["p_holds"], alone["p_fails"])
+        assert data.meta_seeds == (0, 1, 2) and data.lstm.shape == (3, 8)
+
+
+def _book_verdicts(runs, rows) -> list[str]:
+    """The book's procedure on real frames: the LSTMs ``rows`` ((run, meta seed) pairs) renumbered as one run's
+    seeds, the baselines of run 0, then check_claims and Holm."""
+    lstms = [runs[run][(runs[run].optimizer == "LSTM") & (runs[run].meta_seed == s)].assign(meta_seed=new)
+             for new, (run, s) in enumerate(rows)]
+    frame = pd.concat(lstms + [runs[0][runs[0].optimizer != "LSTM"]], ignore_index=True)
+    return list(holm_verdicts(check_claims(frame, [CLEAR, EDGE]))["verdict_holm"])
+
+
+def test_every_split_is_decided_as_a_run_of_those_lstms_would_be():
+    a, b = two_runs()
+    runs = [[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]
+    pooled = pool_runs(runs)
+    assert pooled[0].lstm.shape == (6, 8) and baseline_gap(runs) == 0.0
+    table = split_agreement(pooled)
+    assert table.attrs["pairs"] == math.comb(6, 3) // 2
+    source = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]  # pooled row -> (run, meta seed)
+    agree, all_agree = np.zeros(2), 0
+    for chosen in itertools.combinations(range(6), 3):
+        if 0 not in chosen:
+            continue
+        rest = [r for r in range(6) if r not in chosen]
+        va = _book_verdicts((a, b), [source[r] for r in chosen])
+        vb = _book_verdicts((a, b), [source[r] for r in rest])
+        assert verdicts(pooled, list(chosen)) == va and verdicts(pooled, rest) == vb
+        agree += np.array(va) == np.array(vb)
+        all_agree += va == vb
+    assert list(table["agree (halves of 3)"]) == list(agree / table.attrs["pairs"])
+    assert table.attrs["all agree"] == all_agree / table.attrs["pairs"]
+    clear, edge = table.iloc[0], table.iloc[1]
+    assert clear["agree (halves of 3)"] == 1.0 and clear["holds (halves of 3)"] == 1.0
+    assert 0.0 < edge["agree (halves of 3)"] < 1.0  # the LSTMs on either side of Adam decide it
+
+
+def test_resampling_is_reproducible_and_more_seeds_settle_the_clear_claim():
+    a, b = two_runs()
+    pooled = pool_runs([[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)])
+    one = resampled_agreement(pooled, 4, draws=30, seed=5)
+    pd.testing.assert_frame_equal(one, resampled_agreement(pooled, 4, draws=30, seed=5))
+    assert one.attrs["pairs"] == 30
+    shares = one[["holds (4 seeds, resampled)", "inconclusive (4 seeds, resampled)", "does not hold (4 seeds, resampled)"]]
+    assert np.allclose(shares.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    table = agreement_table(pooled, resample_seeds=(4, 8), draws=30)
+    assert list(table["claim"]) == ["clear", "edge", "every claim at once"]
+    assert table.iloc[0]["agree (8 seeds, resampled)"] == 1.0
+    assert table.iloc[-1]["agree (halves of 3)"] == split_agreement(pooled).attrs["all agree"]
+
+
+def test_pooling_refuses_runs_of_other_claims_and_resampling_bad_arguments():
+    a, b = two_runs()
+    run_a = [claim_data(a, c) for c in (CLEAR, EDGE)]
+    with pytest.raises(ValueError, match="other claims"):
+        pool_runs([run_a, run_a[::-1]])
+    with pytest.raises(ValueError, match="at least two"):
+        pool_runs([run_a])
+    pooled = pool_runs([run_a, [claim_data(b, c) for c in (CLEAR, EDGE)]])
+    with pytest.raises(ValueError, match="n_seeds"):
+        resampled_agreement(pooled, 1)
+    with pytest.raises(ValueError, match="even number"):
+        split_agreement([replace(pooled[0], lstm=pooled[0].lstm[:5])])
+
+
+def test_a_baseline_that_differs_between_runs_is_reported():
+    a, b = two_runs()
+    b = b.copy()
+    b.loc[b.optimizer == "Adam", "loss"] *= 1.01
+    runs = [[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]
+    assert baseline_gap(runs) == pytest.approx(0.01, rel=1e-9)

@@ -1,0 +1,59 @@
+"""How often would another run give the same verdicts? Decides the book's claims again on the LSTMs of two (or more)
+full runs pooled, split into halves and resampled (``l2l_core.evaluation.stability``).
+
+    python tools/verdict_stability.py RESULTS_A RESULTS_B [--resample-seeds 5 10 20] [--draws 500] [--seed 0]
+                                      [--save book/data/verdict_stability --note TEXT]
+
+RESULTS_* are `build/<profile>/results` folders of runs that differ only in what should not matter (float rounding:
+e.g. the kernels built with and without FMA), so that their LSTMs are independent draws of the same seeds. Prints one
+row per claim: the share of splits (and of resampled pairs of runs with more seeds) that agree, and how often each
+verdict comes out. ``--save`` stores the table with ``--note`` where the reproduction page reads it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from l2l_core.book.report import run_claim_data
+from l2l_core.evaluation.stability import agreement_table, baseline_gap, pool_runs
+from l2l_core.io import write_frame, write_json
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("--resample-seeds", nargs="*", type=int, default=[5, 10, 20],
+                        help="seeds per run of the resampled pairs (default 5 10 20)")
+    parser.add_argument("--draws", type=int, default=500, help="resampled pairs of runs per seed count (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    parser.add_argument("--save", type=Path, help="store the table and the note here")
+    parser.add_argument("--note", default="", help="what the runs are (stored with --save)")
+    args = parser.parse_args(argv)
+    if len(args.results) < 2:
+        parser.error(f"give at least two results folders (got {len(args.results)})")
+    for path in args.results:
+        if not path.is_dir():
+            parser.error(f"results folder {str(path)!r} does not exist; give build/<profile>/results of a run")
+    start = time.perf_counter()
+    runs = [run_claim_data(p) for p in args.results]
+    pooled = pool_runs(runs)
+    table = agreement_table(pooled, tuple(args.resample_seeds), draws=args.draws, seed=args.seed)
+    gap = baseline_gap(runs)
+    print(table.to_markdown(index=False, floatfmt=".2f"))
+    print(f"\n{len(pooled)} claims, {pooled[0].lstm.shape[0]} LSTMs each pooled from {len(runs)} runs; pairs compared: "
+          f"{table.attrs['pairs']}; largest relative difference of the runs' baselines: {gap:.2g}; "
+          f"{time.perf_counter() - start:.0f} s")
+    if args.save:
+        args.save.mkdir(parents=True, exist_ok=True)
+        write_frame(table, args.save / "agreement.csv")
+        write_json({"note": args.note, "results": [str(p) for p in args.results], "claims": len(pooled),
+                    "lstms_pooled": pooled[0].lstm.shape[0], "pairs": table.attrs["pairs"],
+                    "resample_seeds": args.resample_seeds, "draws": args.draws, "seed": args.seed,
+                    "baseline_gap": gap}, args.save / "provenance.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
