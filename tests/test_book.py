@@ -144,22 +144,25 @@ def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_p
     assert report.rounding_check(tmp_path / "absent") is None
 
 
-def test_a_runs_claims_are_decided_again_as_the_book_decided_them(smoke_build, tmp_path):
+def test_a_runs_verdicts_are_decided_again_as_the_book_decided_them(smoke_build, tmp_path):
     from l2l_core.book import report
-    from l2l_core.evaluation.stability import verdicts
 
-    data = report.run_claim_data(smoke_build / "results")
+    claims, errata = report.run_verdict_tables(smoke_build / "results")
     table = report.verdict_table(smoke_build / "results")
     book = table[(table.part == "claims") & (table.verdict != "not run")]
-    assert [(d.claim.experiment, d.claim.setting or "", d.claim.claim) for d in data] == \
+    assert [(l["experiment"], l["setting"], l["claim"]) for l in claims.labels] == \
         list(zip(book.experiment, book.setting, book.claim))
-    assert verdicts(data, list(range(data[0].lstm.shape[0]))) == list(book.verdict)
+    every_seed = list(range(claims.data[0].lstm.shape[0]))
+    assert claims.verdicts(every_seed) == list(book.verdict)
+    decided = errata.verdicts(every_seed)  # with defect, fixed for each row of the errata table
+    assert [f"{a} / {b}" for a, b in zip(decided[::2], decided[1::2])] == list(table[table.part != "claims"].verdict)
     results = str(smoke_build / "results")
     subprocess.run([sys.executable, "tools/verdict_stability.py", results, results, "--resample-seeds", "3",
                     "--draws", "4", "--save", str(tmp_path), "--note", "same run twice"],
                    check=True, cwd=reproduce.REPO_ROOT, capture_output=True)
     shown, info = report.verdict_stability(tmp_path)
-    assert info["note"] == "same run twice" and info["claims"] == len(data) and len(shown) == len(data) + 1
+    assert info["note"] == "same run twice" and info["verdicts"] == {"claims": len(claims.data), "errata": len(decided)}
+    assert len(shown) == len(claims.data) + len(decided) + 3  # and the three "all at once" rows
     assert info["pairs"] == {"agree (halves of 2)": 3, "agree (3 seeds, resampled)": 4}
     assert shown["agree (halves of 2)"].str.endswith("%").all()
     assert report.verdict_stability(tmp_path / "absent") is None

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from l2l_core.evaluation.claims import Claim, Part, check_claim, check_claims, claim_data, holm_verdicts
-from l2l_core.evaluation.stability import (pool_runs, baseline_gap, resampled_agreement, split_agreement, verdicts,
-                                           agreement_table)
+from l2l_core.evaluation.claims import Claim, Part, check_claim, check_claims, claim_data, decide, holm_verdicts
+from l2l_core.evaluation.stability import (VerdictTable, agreement_table, baseline_gap, claims_table, pool_runs,
+                                           pool_tables, resampled_agreement, split_agreement, verdicts)
 from test_claims import frame_from  # tests/ is on sys.path (rootdir conftest, no package)
 
 CLEAR = Claim("x", "clear", "t", "s", [Part("better")], metric="loss@2", setting="clear")
@@ -58,8 +58,8 @@ def _book_verdicts(runs, rows) -> list[str]:
 def test_every_split_is_decided_as_a_run_of_those_lstms_would_be():
     a, b = two_runs()
     runs = [[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]
-    pooled = pool_runs(runs)
-    assert pooled[0].lstm.shape == (6, 8) and baseline_gap(runs) == 0.0
+    pooled = [claims_table(pool_runs(runs))]
+    assert pooled[0].data[0].lstm.shape == (6, 8) and baseline_gap(runs) == 0.0
     table = split_agreement(pooled)
     assert table.attrs["pairs"] == math.comb(6, 3) // 2
     source = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]  # pooled row -> (run, meta seed)
@@ -74,7 +74,7 @@ def test_every_split_is_decided_as_a_run_of_those_lstms_would_be():
         agree += np.array(va) == np.array(vb)
         all_agree += va == vb
     assert list(table["agree (halves of 3)"]) == list(agree / table.attrs["pairs"])
-    assert table.attrs["all agree"] == all_agree / table.attrs["pairs"]
+    assert table.attrs["all agree"] == {"claims": all_agree / table.attrs["pairs"]}
     clear, edge = table.iloc[0], table.iloc[1]
     assert clear["agree (halves of 3)"] == 1.0 and clear["holds (halves of 3)"] == 1.0
     assert 0.0 < edge["agree (halves of 3)"] < 1.0  # the LSTMs on either side of Adam decide it
@@ -82,16 +82,16 @@ def test_every_split_is_decided_as_a_run_of_those_lstms_would_be():
 
 def test_resampling_is_reproducible_and_more_seeds_settle_the_clear_claim():
     a, b = two_runs()
-    pooled = pool_runs([[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)])
+    pooled = [claims_table(pool_runs([[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]))]
     one = resampled_agreement(pooled, 4, draws=30, seed=5)
     pd.testing.assert_frame_equal(one, resampled_agreement(pooled, 4, draws=30, seed=5))
     assert one.attrs["pairs"] == 30
     shares = one[["holds (4 seeds, resampled)", "inconclusive (4 seeds, resampled)", "does not hold (4 seeds, resampled)"]]
     assert np.allclose(shares.sum(axis=1), 1.0, rtol=0, atol=1e-12)
     table = agreement_table(pooled, resample_seeds=(4, 8), draws=30)
-    assert list(table["claim"]) == ["clear", "edge", "every claim at once"]
+    assert list(table["claim"]) == ["clear", "edge", "all at once"] and table.iloc[-1]["part"] == "claims"
     assert table.iloc[0]["agree (8 seeds, resampled)"] == 1.0
-    assert table.iloc[-1]["agree (halves of 3)"] == split_agreement(pooled).attrs["all agree"]
+    assert table.iloc[-1]["agree (halves of 3)"] == split_agreement(pooled).attrs["all agree"]["claims"]
 
 
 def test_pooling_refuses_runs_of_other_claims_and_resampling_bad_arguments():
@@ -103,9 +103,15 @@ def test_pooling_refuses_runs_of_other_claims_and_resampling_bad_arguments():
         pool_runs([run_a])
     pooled = pool_runs([run_a, [claim_data(b, c) for c in (CLEAR, EDGE)]])
     with pytest.raises(ValueError, match="n_seeds"):
-        resampled_agreement(pooled, 1)
+        resampled_agreement([claims_table(pooled)], 1)
     with pytest.raises(ValueError, match="even number"):
-        split_agreement([replace(pooled[0], lstm=pooled[0].lstm[:5])])
+        split_agreement([claims_table([replace(pooled[0], lstm=pooled[0].lstm[:5])])])
+    with pytest.raises(ValueError, match="one label per claim"):
+        VerdictTable("x", tuple(pooled), ())
+    with pytest.raises(ValueError, match="must name exactly"):
+        VerdictTable("x", tuple(pooled[:1]), ({"claim": "c"},))
+    with pytest.raises(ValueError, match="other tables"):
+        pool_tables([[claims_table(run_a)], [claims_table(run_a, part="other")]])
 
 
 def test_a_baseline_that_differs_between_runs_is_reported():
@@ -114,3 +120,20 @@ def test_a_baseline_that_differs_between_runs_is_reported():
     b.loc[b.optimizer == "Adam", "loss"] *= 1.01
     runs = [[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]
     assert baseline_gap(runs) == pytest.approx(0.01, rel=1e-9)
+
+
+def test_a_table_decided_row_by_row_ignores_holm_and_all_tables_are_counted_together():
+    a, b = two_runs()
+    runs = [[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]
+    claims = claims_table(pool_runs(runs))
+    alone = VerdictTable("errata", claims.data, tuple({**l, "part": "errata (x)", "variant": "fixed"}
+                                                      for l in claims.labels), holm=False)
+    rows = [0, 1, 2]
+    assert alone.verdicts(rows) == [decide(*d.p_values(rows)) for d in claims.data]
+    assert verdicts([claims, alone], rows) == claims.verdicts(rows) + alone.verdicts(rows)
+    table = agreement_table(pool_tables([[claims_table(r), VerdictTable("errata", tuple(r), alone.labels, holm=False)]
+                                         for r in runs]), resample_seeds=(), draws=1)
+    summary = table[table.claim == "all at once"].set_index("part")["agree (halves of 3)"]
+    assert list(summary.index) == ["claims", "errata", "every verdict"]
+    assert summary["every verdict"] <= min(summary["claims"], summary["errata"])
+    assert len(table) == 4 + 3 and list(table.variant[:4]) == ["", "", "fixed", "fixed"]

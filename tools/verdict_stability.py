@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from l2l_core.book.report import run_claim_data
-from l2l_core.evaluation.stability import agreement_table, baseline_gap, pool_runs
+from l2l_core.book.report import run_verdict_tables
+from l2l_core.evaluation.stability import agreement_table, baseline_gap, pool_tables
 from l2l_core.io import write_frame, write_json
 
 
@@ -37,19 +37,21 @@ def main(argv=None) -> int:
         if not path.is_dir():
             parser.error(f"results folder {str(path)!r} does not exist; give build/<profile>/results of a run")
     start = time.perf_counter()
-    runs = [run_claim_data(p) for p in args.results]
-    pooled = pool_runs(runs)
+    runs = [run_verdict_tables(p) for p in args.results]
+    pooled = pool_tables(runs)
     table = agreement_table(pooled, tuple(args.resample_seeds), draws=args.draws, seed=args.seed)
-    gap = baseline_gap(runs)
+    gap = baseline_gap([[d for t in run for d in t.data] for run in runs])
+    lstms = pooled[0].data[0].lstm.shape[0]
+    counts = ", ".join(f"{len(t.data)} {t.name}" for t in pooled)
     print(table.to_markdown(index=False, floatfmt=".2f"))
-    print(f"\n{len(pooled)} claims, {pooled[0].lstm.shape[0]} LSTMs each pooled from {len(runs)} runs; pairs compared: "
+    print(f"\nverdicts: {counts}; {lstms} LSTMs each pooled from {len(runs)} runs; pairs compared: "
           f"{table.attrs['pairs']}; largest relative difference of the runs' baselines: {gap:.2g}; "
           f"{time.perf_counter() - start:.0f} s")
     if args.save:
         args.save.mkdir(parents=True, exist_ok=True)
         write_frame(table, args.save / "agreement.csv")
-        write_json({"note": args.note, "results": [str(p) for p in args.results], "claims": len(pooled),
-                    "lstms_pooled": pooled[0].lstm.shape[0], "pairs": table.attrs["pairs"],
+        write_json({"note": args.note, "results": [str(p) for p in args.results],
+                    "verdicts": {t.name: len(t.data) for t in pooled}, "lstms_pooled": lstms, "pairs": table.attrs["pairs"],
                     "resample_seeds": args.resample_seeds, "draws": args.draws, "seed": args.seed,
                     "baseline_gap": gap}, args.save / "provenance.json")
     return 0

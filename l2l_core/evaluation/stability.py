@@ -16,13 +16,13 @@ A split or draw takes the same seed rows in every claim, as a run does: one MNIS
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from l2l_core.checks import check_int, check_seed
-from l2l_core.evaluation.claims import ClaimData, holm_verdicts
+from l2l_core.evaluation.claims import ClaimData, decide, holm_verdicts
 
 SHOWN = ("holds", "inconclusive", "does not hold")
 
@@ -48,6 +48,13 @@ def pool_runs(runs: list[list[ClaimData]]) -> list[ClaimData]:
                     lstm=np.concatenate([p.lstm for p in parts])) for parts in zip(*runs)]
 
 
+def pool_tables(runs: list[list["VerdictTable"]]) -> list["VerdictTable"]:
+    """Each table of the runs (same tables in the same order) with its claims' LSTMs pooled (``pool_runs``)."""
+    if len({tuple(t.name for t in run) for run in runs}) != 1:
+        raise ValueError("the runs hold other tables (or in another order); compare runs of one profile")
+    return [replace(tables[0], data=tuple(pool_runs([list(t.data) for t in tables]))) for tables in zip(*runs)]
+
+
 def baseline_gap(runs: list[list[ClaimData]]) -> float:
     """The largest relative difference between any run's baseline scores and run 0's (0.0: the same runs)."""
     gap = 0.0
@@ -59,41 +66,81 @@ def baseline_gap(runs: list[list[ClaimData]]) -> float:
     return gap
 
 
-def verdicts(data: list[ClaimData], rows) -> list[str]:
-    """The book's verdict (Holm across the whole table, as on the conclusions page) of each claim on seed ``rows``."""
-    ps = [d.p_values(rows) for d in data]
-    table = pd.DataFrame({"p_holds": [p for p, _ in ps], "p_fails": [f for _, f in ps], "verdict": ""})
-    return list(holm_verdicts(table)["verdict_holm"])
+LABELS = ("part", "experiment", "setting", "claim", "variant")  # the columns naming a verdict
 
 
-def _seed_count(data: list[ClaimData]) -> int:
-    counts = {d.lstm.shape[0] for d in data}
+@dataclass(frozen=True)
+class VerdictTable:
+    """Verdicts decided together (``name``): one ``ClaimData`` and one label (``LABELS`` -> text) per row, and
+    whether Holm adjusts across the table (the book's claims table) or each row is decided alone (the errata rows)."""
+
+    name: str
+    data: tuple[ClaimData, ...]
+    labels: tuple[dict, ...]
+    holm: bool = True
+
+    def __post_init__(self):
+        if len(self.data) != len(self.labels) or not self.data:
+            raise ValueError(f"table {self.name!r} needs one label per claim and at least one claim "
+                             f"(got {len(self.data)} claims, {len(self.labels)} labels)")
+        for label in self.labels:
+            if set(label) != set(LABELS):
+                raise ValueError(f"table {self.name!r}: label {label!r} must name exactly {LABELS}")
+
+    def verdicts(self, rows) -> list[str]:
+        """Each row's verdict on seed ``rows``, as the book decides this table."""
+        ps = [d.p_values(rows) for d in self.data]
+        if not self.holm:
+            return [decide(h, f) for h, f in ps]
+        table = pd.DataFrame({"p_holds": [p for p, _ in ps], "p_fails": [f for _, f in ps], "verdict": ""})
+        return list(holm_verdicts(table)["verdict_holm"])
+
+
+def claims_table(data: list[ClaimData], part: str = "claims") -> VerdictTable:
+    """The book's claims table (Holm across it), labelled by experiment, setting and claim."""
+    return VerdictTable(part, tuple(data), tuple({"part": part, "experiment": d.claim.experiment, "variant": "",
+                                                  "setting": d.claim.setting or "", "claim": d.claim.claim} for d in data))
+
+
+def verdicts(tables: list[VerdictTable], rows) -> list[str]:
+    """Every row's verdict of every table on seed ``rows``, tables in order."""
+    return [v for table in tables for v in table.verdicts(rows)]
+
+
+def _seed_count(tables: list[VerdictTable]) -> int:
+    counts = {d.lstm.shape[0] for table in tables for d in table.data}
     if len(counts) != 1:
         raise ValueError(f"the claims have different numbers of LSTMs ({sorted(counts)}); pool runs of one profile")
     return counts.pop()
 
 
-def _summary(data: list[ClaimData], pairs: list[tuple[list[str], list[str]]], label: str) -> pd.DataFrame:
-    """Per claim: how often the two runs of each pair agree, and how often each verdict comes out."""
-    rows = []
-    for k, d in enumerate(data):
-        a = [va[k] for va, _ in pairs]
-        b = [vb[k] for _, vb in pairs]
-        outcomes = pd.Series(a + b).value_counts(normalize=True)
-        rows.append({"experiment": d.claim.experiment, "setting": d.claim.setting or "", "claim": d.claim.claim,
-                     f"agree ({label})": float(np.mean([x == y for x, y in zip(a, b)])),
-                     **{f"{v} ({label})": float(outcomes.get(v, 0.0)) for v in SHOWN}})
-    table = pd.DataFrame(rows)
-    table.attrs["all agree"] = float(np.mean([va == vb for va, vb in pairs]))
-    table.attrs["pairs"] = len(pairs)
-    return table
+def _summary(tables: list[VerdictTable], pairs: list[tuple[list[str], list[str]]], label: str) -> pd.DataFrame:
+    """Per row: how often the two runs of each pair agree, and how often each verdict comes out; ``attrs``: the share
+    of pairs agreeing on every row of each table and of all tables."""
+    rows, k = [], 0
+    for table in tables:
+        for labels in table.labels:
+            a = [va[k] for va, _ in pairs]
+            b = [vb[k] for _, vb in pairs]
+            outcomes = pd.Series(a + b).value_counts(normalize=True)
+            rows.append({**{key: labels[key] for key in LABELS}, f"agree ({label})": float(np.mean([x == y for x, y in zip(a, b)])),
+                         **{f"{v} ({label})": float(outcomes.get(v, 0.0)) for v in SHOWN}})
+            k += 1
+    frame = pd.DataFrame(rows)
+    bounds = np.cumsum([0] + [len(t.data) for t in tables])
+    frame.attrs["all agree"] = {t.name: float(np.mean([va[lo:hi] == vb[lo:hi] for va, vb in pairs]))
+                                for t, lo, hi in zip(tables, bounds[:-1], bounds[1:])}
+    if len(tables) > 1:
+        frame.attrs["all agree"]["every verdict"] = float(np.mean([va == vb for va, vb in pairs]))
+    frame.attrs["pairs"] = len(pairs)
+    return frame
 
 
-def split_agreement(data: list[ClaimData]) -> pd.DataFrame:
+def split_agreement(tables: list[VerdictTable]) -> pd.DataFrame:
     """Every split of the pooled 2S LSTMs into two runs of S (each unordered split once), decided like two runs:
-    per claim the share of splits whose halves agree and the share of halves giving each verdict; ``attrs``: the
-    share of splits agreeing on every claim ("all agree") and how many splits ("pairs")."""
-    total = _seed_count(data)
+    per row the share of splits whose halves agree and the share of halves giving each verdict; ``attrs``: the
+    share of splits agreeing on every row of each table and of all ("all agree") and how many splits ("pairs")."""
+    total = _seed_count(tables)
     if total % 2 or total < 4:
         raise ValueError(f"the pooled claims have {total} LSTMs each; a split needs an even number, at least 4")
     half = total // 2
@@ -102,38 +149,40 @@ def split_agreement(data: list[ClaimData]) -> pd.DataFrame:
         if 0 not in chosen:  # each unordered split once: the half holding LSTM 0 comes first
             continue
         rest = [r for r in range(total) if r not in chosen]
-        pairs.append((verdicts(data, list(chosen)), verdicts(data, rest)))
-    return _summary(data, pairs, f"halves of {half}")
+        pairs.append((verdicts(tables, list(chosen)), verdicts(tables, rest)))
+    return _summary(tables, pairs, f"halves of {half}")
 
 
-def resampled_agreement(data: list[ClaimData], n_seeds: int, draws: int = 500, seed: int = 0) -> pd.DataFrame:
+def resampled_agreement(tables: list[VerdictTable], n_seeds: int, draws: int = 500, seed: int = 0) -> pd.DataFrame:
     """Two runs of ``n_seeds`` LSTMs each drawn with replacement from the pooled ones, ``draws`` times (``seed``
-    draws them): per claim the share of draws whose two runs agree and of runs giving each verdict; ``attrs`` as in
+    draws them): per row the share of draws whose two runs agree and of runs giving each verdict; ``attrs`` as in
     ``split_agreement``."""
     check_int("n_seeds", n_seeds, minimum=2)
     check_int("draws", draws)
     check_seed("seed", seed)
-    total = _seed_count(data)
+    total = _seed_count(tables)
     rng = np.random.default_rng(seed)
-    pairs = [(verdicts(data, rng.integers(0, total, n_seeds)), verdicts(data, rng.integers(0, total, n_seeds)))
+    pairs = [(verdicts(tables, rng.integers(0, total, n_seeds)), verdicts(tables, rng.integers(0, total, n_seeds)))
              for _ in range(draws)]
-    return _summary(data, pairs, f"{n_seeds} seeds, resampled")
+    return _summary(tables, pairs, f"{n_seeds} seeds, resampled")
 
 
-def agreement_table(data: list[ClaimData], resample_seeds=(5, 10, 20), draws: int = 500, seed: int = 0) -> pd.DataFrame:
-    """``split_agreement`` beside ``resampled_agreement`` for each of ``resample_seeds``, one row per claim, with a
-    last row "every claim" giving the share of pairs that agree on all of them."""
-    tables = [split_agreement(data)] + [resampled_agreement(data, n, draws, seed) for n in resample_seeds]
-    key = ["experiment", "setting", "claim"]
-    table = tables[0]
-    for t in tables[1:]:
-        table = table.merge(t, on=key)
-    every = {k: "" for k in key}
-    every["claim"] = "every claim at once"
-    for t in tables:
-        column = next(c for c in t.columns if c.startswith("agree"))
-        every[column] = t.attrs["all agree"]
-    table = pd.concat([table, pd.DataFrame([every])], ignore_index=True)
-    table.attrs["pairs"] = {next(c for c in t.columns if c.startswith("agree")): t.attrs["pairs"] for t in tables}
+def agreement_table(tables: list[VerdictTable], resample_seeds=(5, 10, 20), draws: int = 500,
+                    seed: int = 0) -> pd.DataFrame:
+    """``split_agreement`` beside ``resampled_agreement`` for each of ``resample_seeds``, one row per verdict, then one
+    row per table and one for all of them giving the share of pairs that agree on every verdict at once."""
+    results = [split_agreement(tables)] + [resampled_agreement(tables, n, draws, seed) for n in resample_seeds]
+    key = list(LABELS)
+    table = results[0]
+    for t in results[1:]:
+        table = table.merge(t, on=key, sort=False)
+    summary = []
+    for name in results[0].attrs["all agree"]:
+        row = dict.fromkeys(key, "")
+        row["part"], row["claim"] = name, "all at once"
+        for t in results:
+            row[next(c for c in t.columns if c.startswith("agree"))] = t.attrs["all agree"][name]
+        summary.append(row)
+    table = pd.concat([table, pd.DataFrame(summary)], ignore_index=True)
+    table.attrs["pairs"] = {next(c for c in t.columns if c.startswith("agree")): t.attrs["pairs"] for t in results}
     return table
-
