@@ -163,7 +163,7 @@ def test_a_runs_verdicts_are_decided_again_as_the_book_decided_them(smoke_build,
     shown, info = report.verdict_stability(tmp_path)
     assert info["note"] == "same run twice" and info["verdicts"] == {"claims": len(claims.data), "errata": len(decided)}
     assert len(shown) == len(claims.data) + len(decided) + 3  # and the three "all at once" rows
-    assert info["pairs"] == {"agree (halves of 2)": 3, "agree (3 seeds, resampled)": 4}
+    assert info["pairs"] == {"agree (rounding pairs of 2)": 2, "agree (halves of 2)": 3, "agree (3 seeds, resampled)": 4}
     assert shown["agree (halves of 2)"].str.endswith("%").all()
     assert report.verdict_stability(tmp_path / "absent") is None
 

@@ -9,7 +9,8 @@ import pytest
 
 from l2l_core.evaluation.claims import Claim, Part, check_claim, check_claims, claim_data, decide, holm_verdicts
 from l2l_core.evaluation.stability import (VerdictTable, agreement_table, baseline_gap, claims_table, pool_runs,
-                                           pool_tables, resampled_agreement, split_agreement, verdicts)
+                                           pool_tables, resampled_agreement, rounding_agreement, split_agreement,
+                                           verdicts)
 from test_claims import frame_from  # tests/ is on sys.path (rootdir conftest, no package)
 
 CLEAR = Claim("x", "clear", "t", "s", [Part("better")], metric="loss@2", setting="clear")
@@ -80,6 +81,22 @@ def test_every_split_is_decided_as_a_run_of_those_lstms_would_be():
     assert 0.0 < edge["agree (halves of 3)"] < 1.0  # the LSTMs on either side of Adam decide it
 
 
+def test_every_rounding_pair_gives_each_seeds_two_versions_to_two_runs():
+    a, b = two_runs()
+    pooled = [claims_table(pool_runs([[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]))]
+    table = rounding_agreement(pooled)
+    assert table.attrs["pairs"] == 2 ** (3 - 1)
+    agree = np.zeros(2)
+    for swapped in itertools.product((0, 1), repeat=2):
+        side = (0, *swapped)
+        first = _book_verdicts((a, b), [(w, k) for k, w in enumerate(side)])
+        second = _book_verdicts((a, b), [(1 - w, k) for k, w in enumerate(side)])
+        agree += np.array(first) == np.array(second)
+    assert list(table["agree (rounding pairs of 3)"]) == list(agree / 4)
+    ran = (verdicts(pooled, [0, 1, 2]), verdicts(pooled, [3, 4, 5]))  # the pair that ran is one of them
+    assert ran == (_book_verdicts((a, b), [(0, 0), (0, 1), (0, 2)]), _book_verdicts((a, b), [(1, 0), (1, 1), (1, 2)]))
+
+
 def test_resampling_is_reproducible_and_more_seeds_settle_the_clear_claim():
     a, b = two_runs()
     pooled = [claims_table(pool_runs([[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]))]
@@ -101,6 +118,8 @@ def test_pooling_refuses_runs_of_other_claims_and_resampling_bad_arguments():
         pool_runs([run_a, run_a[::-1]])
     with pytest.raises(ValueError, match="at least two"):
         pool_runs([run_a])
+    with pytest.raises(ValueError, match="same seeds"):
+        pool_runs([run_a, [replace(d, meta_seeds=(0, 1, 7)) for d in run_a]])
     pooled = pool_runs([run_a, [claim_data(b, c) for c in (CLEAR, EDGE)]])
     with pytest.raises(ValueError, match="n_seeds"):
         resampled_agreement([claims_table(pooled)], 1)
@@ -137,3 +156,4 @@ def test_a_table_decided_row_by_row_ignores_holm_and_all_tables_are_counted_toge
     assert list(summary.index) == ["claims", "errata", "every verdict"]
     assert summary["every verdict"] <= min(summary["claims"], summary["errata"])
     assert len(table) == 4 + 3 and list(table.variant[:4]) == ["", "", "fixed", "fixed"]
+    assert {"agree (rounding pairs of 3)", "agree (halves of 3)"} <= set(table.columns)

@@ -255,8 +255,8 @@ STABILITY_DIR = REPO_ROOT / "book" / "data" / "verdict_stability"
 
 def verdict_stability(folder: str | Path = STABILITY_DIR):
     """The stored verdict-stability table (tools/verdict_stability.py --save) for the page: per verdict how often each
-    outcome came out in halves of the pooled LSTMs and how often two runs agree (halves, and resampled runs with more
-    seeds), as percentages; with its provenance dict, or None when none is stored."""
+    outcome came out in the rounding pairs' runs and how often two runs agree (rounding pairs, halves, resampled runs
+    with more seeds), as percentages; with its provenance dict, or None when none is stored."""
     folder = Path(folder)
     if not (folder / "provenance.json").is_file():
         return None
@@ -265,8 +265,9 @@ def verdict_stability(folder: str | Path = STABILITY_DIR):
 
     table = pd.read_csv(folder / "agreement.csv")
     text = list(LABELS)
-    resampled_outcomes = [c for c in table.columns if "resampled" in c and not c.startswith("agree")]
-    table = table.drop(columns=resampled_outcomes)  # kept in the file; the page shows their agreement
+    # the page shows each measure's agreement, and the outcomes of the rounding pairs' runs (the file keeps them all)
+    other_outcomes = [c for c in table.columns if c not in text and not c.startswith("agree") and "rounding" not in c]
+    table = table.drop(columns=other_outcomes)
     shares = [c for c in table.columns if c not in text]
     table[text] = table[text].fillna("")
     table[shares] = table[shares].map(lambda x: "" if pd.isna(x) else f"{100 * x:.0f}%")

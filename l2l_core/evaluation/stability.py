@@ -1,17 +1,19 @@
-"""How stable each verdict is under other meta-training seeds: the book's claims decided again on halves and
-resamples of the LSTMs that two runs trained.
+"""How stable each verdict is under float rounding and other meta-training seeds: the book's verdicts decided again
+on recombinations of the LSTMs that two runs trained.
 
-Meta-training is chaotic: two runs that differ only in float rounding train different LSTMs from the same seeds, so
-for a verdict they are two independent draws of S seeds each (the baselines and the held-out tasks are the same).
-Pooling both runs' LSTMs gives 2S per claim, and
+Two runs that differ only in float rounding train, from each seed, two versions of its LSTM: mostly as different as
+two seeds' (meta-training is chaotic), sometimes close (where rounding barely moves meta-training). Pooling both runs' LSTMs (the
+baselines and held-out tasks are the same) gives 2S per claim, and
 
-- ``split_agreement`` decides every split of them into two halves of S, as two runs would (each half's claims table
-  under Holm, ``claims.holm_verdicts``), and counts how often the halves agree: what a rounding pair at S seeds
-  agrees on, from LSTMs actually trained, without another run;
+- ``rounding_agreement`` gives each seed's two versions to two runs in every way (2^(S-1) pairs) and decides both as
+  the book decides a run: how often a rounding pair agrees, the pair that ran being one of these;
+- ``split_agreement`` decides every split of the 2S into two runs of S: how often two runs with other seeds agree
+  (it treats a seed's two versions as independent, which they are not where rounding barely moves the LSTM);
 - ``resampled_agreement`` draws two runs of n seeds with replacement from the 2S (a seed bootstrap), for n beyond S:
   how agreement would grow with more seeds. Rough by construction: 2S LSTMs stand for the population of seeds.
 
-A split or draw takes the same seed rows in every claim, as a run does: one MNIST LSTM per seed serves chapters 02-06.
+Every recombination takes the same seed rows in every claim, as a run does: one MNIST LSTM per seed serves chapters
+02-06. The claims table is decided under Holm, errata rows alone (``VerdictTable``), as the book does.
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ def pool_runs(runs: list[list[ClaimData]]) -> list[ClaimData]:
         if keys != [(d.claim.experiment, d.claim.setting, d.claim.claim) for d in first]:
             raise ValueError(f"run {k} states other claims than run 0 (or in another order); compare runs of one profile")
         for a, b in zip(first, run):
+            if a.meta_seeds != b.meta_seeds:
+                raise ValueError(f"claim {a.claim.claim!r}: run {k} has meta seeds {b.meta_seeds}, run 0 {a.meta_seeds}; "
+                                 "pool runs of the same seeds")
             if a.lstm.shape[1] != b.lstm.shape[1]:
                 raise ValueError(f"claim {a.claim.claim!r}: run {k} has {b.lstm.shape[1]} tasks, run 0 {a.lstm.shape[1]}")
     return [replace(parts[0], meta_seeds=tuple(range(sum(len(p.meta_seeds) for p in parts))),
@@ -136,6 +141,24 @@ def _summary(tables: list[VerdictTable], pairs: list[tuple[list[str], list[str]]
     return frame
 
 
+def rounding_agreement(tables: list[VerdictTable]) -> pd.DataFrame:
+    """Two runs' LSTMs pooled (run 0's S seeds, then run 1's in the same order): every way of giving each seed's two
+    versions to two runs (each unordered pair once, 2^(S-1)) decided like a rounding pair; the pair that ran is one
+    of them. Unlike ``split_agreement`` it keeps whatever a seed's two versions share. Per row the share of pairs
+    that agree and of runs giving each verdict; ``attrs`` as in ``split_agreement``."""
+    total = _seed_count(tables)
+    if total % 2 or total < 4:
+        raise ValueError(f"the pooled claims have {total} LSTMs each; two runs of at least 2 seeds are needed")
+    n = total // 2
+    pairs = []
+    for swapped in itertools.product((0, 1), repeat=n - 1):
+        side = (0, *swapped)  # seed 0 keeps its run-0 version in the first run: each unordered pair once
+        first = [k + n * w for k, w in enumerate(side)]
+        second = [k + n * (1 - w) for k, w in enumerate(side)]
+        pairs.append((verdicts(tables, first), verdicts(tables, second)))
+    return _summary(tables, pairs, f"rounding pairs of {n}")
+
+
 def split_agreement(tables: list[VerdictTable]) -> pd.DataFrame:
     """Every split of the pooled 2S LSTMs into two runs of S (each unordered split once), decided like two runs:
     per row the share of splits whose halves agree and the share of halves giving each verdict; ``attrs``: the
@@ -169,9 +192,11 @@ def resampled_agreement(tables: list[VerdictTable], n_seeds: int, draws: int = 5
 
 def agreement_table(tables: list[VerdictTable], resample_seeds=(5, 10, 20), draws: int = 500,
                     seed: int = 0) -> pd.DataFrame:
-    """``split_agreement`` beside ``resampled_agreement`` for each of ``resample_seeds``, one row per verdict, then one
+    """``rounding_agreement``, ``split_agreement`` and ``resampled_agreement`` for each of ``resample_seeds`` side by
+    side, one row per verdict, then one
     row per table and one for all of them giving the share of pairs that agree on every verdict at once."""
-    results = [split_agreement(tables)] + [resampled_agreement(tables, n, draws, seed) for n in resample_seeds]
+    results = [rounding_agreement(tables), split_agreement(tables)] + [resampled_agreement(tables, n, draws, seed)
+                                                                       for n in resample_seeds]
     key = list(LABELS)
     table = results[0]
     for t in results[1:]:
