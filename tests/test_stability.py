@@ -157,3 +157,27 @@ def test_a_table_decided_row_by_row_ignores_holm_and_all_tables_are_counted_toge
     assert summary["every verdict"] <= min(summary["claims"], summary["errata"])
     assert len(table) == 4 + 3 and list(table.variant[:4]) == ["", "", "fixed", "fixed"]
     assert {"agree (rounding pairs of 3)", "agree (halves of 3)"} <= set(table.columns)
+
+
+def test_a_competitor_run_once_per_seed_follows_the_seeds_of_each_recombined_run():
+    a, b = two_runs()
+
+    def with_other_lstm(frame, shift):  # another LSTM (one per meta seed) as a competitor, as in errata (b)
+        lstm = frame[(frame.optimizer == "LSTM") & (frame.setting == "clear")]
+        other = lstm.assign(optimizer="LSTM (other)", loss=lstm.loss + shift + 0.01 * lstm.meta_seed)
+        return pd.concat([frame[frame.setting == "clear"], other], ignore_index=True)
+
+    runs = [with_other_lstm(a, 0.3), with_other_lstm(b, 0.32)]
+    data = [claim_data(f, CLEAR) for f in runs]
+    assert set(data[0].seeded) == {"LSTM (other)"} and data[0].seeded["LSTM (other)"].shape == (3, 8)
+    assert baseline_gap([[d] for d in data]) == 0.0  # the other LSTM is pooled, not compared
+    pooled = pool_runs([[d] for d in data])[0]
+    rows = [0, 4, 5]  # run 0's seed 0, run 1's seeds 1 and 2
+    rebuilt = pd.concat([runs[0][runs[0].meta_seed == 0].assign(meta_seed=0),
+                         runs[1][runs[1].meta_seed == 1].assign(meta_seed=1),
+                         runs[1][runs[1].meta_seed == 2].assign(meta_seed=2),
+                         runs[0][runs[0].meta_seed == -1]], ignore_index=True)
+    book = check_claim(rebuilt, CLEAR)
+    assert pooled.p_values(rows, competitor_rows=rows) == pytest.approx((book["p_holds"], book["p_fails"]),
+                                                                        rel=1e-12, abs=1e-300)
+    assert pooled.p_values(rows) != pooled.p_values(rows, competitor_rows=rows)  # by default it stays run 0's mean

@@ -32,9 +32,9 @@ SHOWN = ("holds", "inconclusive", "does not hold")
 def pool_runs(runs: list[list[ClaimData]]) -> list[ClaimData]:
     """One ``ClaimData`` per claim with the LSTM rows of every run stacked in run order (run 0's seeds first).
 
-    The runs must state the same claims in the same order on the same tasks; their baselines should be the same
-    runs (within one machine they are bit for bit, the kernels only touch the LSTM): the first run's are used, and
-    ``baseline_gap`` says how far the others' are from them.
+    The runs must state the same claims in the same order on the same tasks and seeds; their baselines should be the
+    same runs (within one machine they are bit for bit, the kernels only touch the LSTM): the first run's are used,
+    and ``baseline_gap`` says how far the others' are from them. Seeded competitors are stacked like the LSTM.
     """
     if len(runs) < 2:
         raise ValueError(f"runs has {len(runs)} run(s); pooling needs at least two")
@@ -50,7 +50,9 @@ def pool_runs(runs: list[list[ClaimData]]) -> list[ClaimData]:
             if a.lstm.shape[1] != b.lstm.shape[1]:
                 raise ValueError(f"claim {a.claim.claim!r}: run {k} has {b.lstm.shape[1]} tasks, run 0 {a.lstm.shape[1]}")
     return [replace(parts[0], meta_seeds=tuple(range(sum(len(p.meta_seeds) for p in parts))),
-                    lstm=np.concatenate([p.lstm for p in parts])) for parts in zip(*runs)]
+                    lstm=np.concatenate([p.lstm for p in parts]),
+                    seeded={b: np.concatenate([p.seeded[b] for p in parts]) for b in parts[0].seeded})
+            for parts in zip(*runs)]
 
 
 def pool_tables(runs: list[list["VerdictTable"]]) -> list["VerdictTable"]:
@@ -61,11 +63,14 @@ def pool_tables(runs: list[list["VerdictTable"]]) -> list["VerdictTable"]:
 
 
 def baseline_gap(runs: list[list[ClaimData]]) -> float:
-    """The largest relative difference between any run's baseline scores and run 0's (0.0: the same runs)."""
+    """The largest relative difference between any run's baseline scores and run 0's (0.0: the same runs); seeded
+    competitors (another LSTM) are pooled like the LSTM and not compared."""
     gap = 0.0
     for run in runs[1:]:
         for a, b in zip(runs[0], run):
             for name, values in a.baselines.items():
+                if name in a.seeded:
+                    continue
                 other = b.baselines[name]
                 gap = max(gap, float(np.max(np.abs(other - values) / np.maximum(np.abs(values), 1e-30))))
     return gap
@@ -94,7 +99,7 @@ class VerdictTable:
 
     def verdicts(self, rows) -> list[str]:
         """Each row's verdict on seed ``rows``, as the book decides this table."""
-        ps = [d.p_values(rows) for d in self.data]
+        ps = [d.p_values(rows, competitor_rows=rows) for d in self.data]  # a run of these seeds, competitors too
         if not self.holm:
             return [decide(h, f) for h, f in ps]
         table = pd.DataFrame({"p_holds": [p for p, _ in ps], "p_fails": [f for _, f in ps], "verdict": ""})
