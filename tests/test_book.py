@@ -147,7 +147,9 @@ def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_p
 def test_a_runs_verdicts_are_decided_again_as_the_book_decided_them(smoke_build, tmp_path):
     from l2l_core.book import report
 
-    claims, errata = report.run_verdict_tables(smoke_build / "results")
+    from l2l_core.errata.verdicts import run_verdict_tables
+
+    claims, errata = run_verdict_tables(smoke_build / "results")
     table = report.verdict_table(smoke_build / "results")
     book = table[(table.part == "claims") & (table.verdict != "not run")]
     assert [(l["experiment"], l["setting"], l["claim"]) for l in claims.labels] == \
