@@ -24,7 +24,8 @@ def run_frame(offsets: dict, n_tasks=8, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     frames = []
     for setting, lstm_offsets in offsets.items():
-        lstm = level + np.asarray(lstm_offsets, dtype=np.float64)[:, None] + 0.01 * rng.standard_normal((len(lstm_offsets), n_tasks))
+        offsets_ = np.asarray(lstm_offsets, dtype=np.float64)[:, None]
+        lstm = level + offsets_ + 0.01 * rng.standard_normal((len(lstm_offsets), n_tasks))
         frames.append(frame_from(lstm, {"Adam": level + 0.0, "SGD": level + 0.2}).assign(setting=setting))
     return pd.concat(frames, ignore_index=True)
 

@@ -1,5 +1,5 @@
-"""How often would another run give the same verdicts? Decides the book's claims again on the LSTMs of two (or more)
-full runs pooled, split into halves and resampled (``l2l_core.evaluation.stability``).
+"""How often would another run give the same verdicts? Decides the book's verdicts again on the LSTMs of two full runs
+pooled: as rounding pairs, as halves and resampled (``l2l_core.evaluation.stability``).
 
     python tools/verdict_stability.py RESULTS_A RESULTS_B [--resample-seeds 5 10 20] [--draws 500] [--seed 0]
                                       [--save book/data/verdict_stability --note TEXT]
@@ -23,7 +23,7 @@ from l2l_core.io import write_frame, write_json
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("results", nargs=2, type=Path)
     parser.add_argument("--resample-seeds", nargs="*", type=int, default=[5, 10, 20],
                         help="seeds per run of the resampled pairs (default 5 10 20)")
     parser.add_argument("--draws", type=int, default=500, help="resampled pairs of runs per seed count (default 500)")
@@ -31,8 +31,6 @@ def main(argv=None) -> int:
     parser.add_argument("--save", type=Path, help="store the table and the note here")
     parser.add_argument("--note", default="", help="what the runs are (stored with --save)")
     args = parser.parse_args(argv)
-    if len(args.results) < 2:
-        parser.error(f"give at least two results folders (got {len(args.results)})")
     for path in args.results:
         if not path.is_dir():
             parser.error(f"results folder {str(path)!r} does not exist; give build/<profile>/results of a run")

@@ -1,9 +1,9 @@
 """How stable each verdict is under float rounding and other meta-training seeds: the book's verdicts decided again
 on recombinations of the LSTMs that two runs trained.
 
-Two runs that differ only in float rounding train, from each seed, two versions of its LSTM: mostly as different as
-two seeds' (meta-training is chaotic), sometimes close (where rounding barely moves meta-training). Pooling both runs' LSTMs (the
-baselines and held-out tasks are the same) gives 2S per claim, and
+Two runs that differ only in float rounding train, from each seed, two versions of its LSTM: mostly as different
+as two seeds' (meta-training is chaotic), sometimes close (where rounding barely moves meta-training). Pooling both
+runs' LSTMs (the baselines and held-out tasks are the same) gives 2S per claim, and
 
 - ``rounding_agreement`` gives each seed's two versions to two runs in every way (2^(S-1) pairs) and decides both as
   the book decides a run: how often a rounding pair agrees, the pair that ran being one of these;
@@ -133,7 +133,8 @@ def _summary(tables: list[VerdictTable], pairs: list[tuple[list[str], list[str]]
             a = [va[k] for va, _ in pairs]
             b = [vb[k] for _, vb in pairs]
             outcomes = pd.Series(a + b).value_counts(normalize=True)
-            rows.append({**{key: labels[key] for key in LABELS}, f"agree ({label})": float(np.mean([x == y for x, y in zip(a, b)])),
+            rows.append({**{key: labels[key] for key in LABELS},
+                         f"agree ({label})": float(np.mean([x == y for x, y in zip(a, b)])),
                          **{f"{v} ({label})": float(outcomes.get(v, 0.0)) for v in SHOWN}})
             k += 1
     frame = pd.DataFrame(rows)
@@ -153,7 +154,7 @@ def rounding_agreement(tables: list[VerdictTable]) -> pd.DataFrame:
     that agree and of runs giving each verdict; ``attrs`` as in ``split_agreement``."""
     total = _seed_count(tables)
     if total % 2 or total < 4:
-        raise ValueError(f"the pooled claims have {total} LSTMs each; two runs of at least 2 seeds are needed")
+        raise ValueError(f"the pooled claims have {total} LSTMs each; pool exactly two runs of at least 2 seeds")
     n = total // 2
     pairs = []
     for swapped in itertools.product((0, 1), repeat=n - 1):
