@@ -105,6 +105,7 @@ def test_resampling_is_reproducible_and_more_seeds_settle_the_clear_claim():
     pd.testing.assert_frame_equal(one, resampled_agreement(pooled, 4, draws=30, seed=5))
     assert one.attrs["pairs"] == 30
     shares = one[["holds (4 seeds, resampled)", "inconclusive (4 seeds, resampled)", "does not hold (4 seeds, resampled)"]]
+    # three float64 shares of one count: their sum is 1 to a few ulp (2e-16 each) on any CPU
     assert np.allclose(shares.sum(axis=1), 1.0, rtol=0, atol=1e-12)
     table = agreement_table(pooled, resample_seeds=(4, 8), draws=30)
     assert list(table["claim"]) == ["clear", "edge", "all at once"] and table.iloc[-1]["part"] == "claims"

@@ -14,19 +14,16 @@ import sys
 from pathlib import Path
 
 from l2l_core.io import write_frame, write_json
-from l2l_core.book.report import compare_verdicts, verdict_table
+from l2l_core.book.report import compare_verdicts, results_folder, verdict_table
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", nargs=2, type=Path)
+    parser.add_argument("results", nargs=2, type=results_folder)
     parser.add_argument("--labels", nargs=2, default=("A", "B"))
     parser.add_argument("--save", type=Path, help="store both verdict tables and the note here")
     parser.add_argument("--note", default="", help="what differed between the two runs (stored with --save)")
     args = parser.parse_args(argv)
-    for path in args.results:
-        if not path.is_dir():
-            parser.error(f"results folder {str(path)!r} does not exist; give build/<profile>/results of a run")
     labels = tuple(args.labels)
     tables = [verdict_table(p) for p in args.results]
     table = compare_verdicts(*tables, labels=labels)

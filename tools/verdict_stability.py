@@ -5,9 +5,10 @@ pooled: as rounding pairs, as halves and resampled (``l2l_core.evaluation.stabil
                                       [--save book/data/verdict_stability --note TEXT]
 
 RESULTS_* are `build/<profile>/results` folders of runs that differ only in what should not matter (float rounding:
-e.g. the kernels built with and without FMA), so that their LSTMs are independent draws of the same seeds. Prints one
-row per claim: the share of splits (and of resampled pairs of runs with more seeds) that agree, and how often each
-verdict comes out. ``--save`` stores the table with ``--note`` where the reproduction page reads it.
+e.g. the kernels built with and without FMA). Prints one row per verdict (claims, then errata rows): for rounding
+pairs, halves and resampled runs, the share of pairs that agree and how often each outcome comes out; then per table
+the share agreeing on all its verdicts. ``--save`` stores the table with ``--note`` where the reproduction page reads
+it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from l2l_core.book.report import results_folder
 from l2l_core.errata.verdicts import run_verdict_tables
 from l2l_core.evaluation.stability import agreement_table, baseline_gap, pool_tables
 from l2l_core.io import write_frame, write_json
@@ -23,7 +25,7 @@ from l2l_core.io import write_frame, write_json
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", nargs=2, type=Path)
+    parser.add_argument("results", nargs=2, type=results_folder)
     parser.add_argument("--resample-seeds", nargs="*", type=int, default=[5, 10, 20],
                         help="seeds per run of the resampled pairs (default 5 10 20)")
     parser.add_argument("--draws", type=int, default=500, help="resampled pairs of runs per seed count (default 500)")
@@ -31,9 +33,6 @@ def main(argv=None) -> int:
     parser.add_argument("--save", type=Path, help="store the table and the note here")
     parser.add_argument("--note", default="", help="what the runs are (stored with --save)")
     args = parser.parse_args(argv)
-    for path in args.results:
-        if not path.is_dir():
-            parser.error(f"results folder {str(path)!r} does not exist; give build/<profile>/results of a run")
     start = time.perf_counter()
     runs = [run_verdict_tables(p) for p in args.results]
     pooled = pool_tables(runs)

@@ -142,6 +142,16 @@ ROUNDING_DIR = REPO_ROOT / "book" / "data" / "rounding_check"
 _KEY = ["experiment", "setting", "claim", "metric"]
 
 
+def results_folder(text: str) -> Path:
+    """An argparse type for a run's `build/<profile>/results` folder (the tools that compare runs): it must exist."""
+    import argparse
+
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"results folder {text!r} does not exist; give build/<profile>/results of a run")
+    return path
+
+
 def verdict_table(results_root: str | Path) -> pd.DataFrame:
     """Every verdict of one run: the book's claims (after Holm, as on the conclusions page) and the errata rows
     (verdict with the defect / fixed), with the paired difference and the seeds it holds for."""
@@ -217,9 +227,9 @@ def verdict_stability(folder: str | Path = STABILITY_DIR):
     folder = Path(folder)
     if not (folder / "provenance.json").is_file():
         return None
-    info = json.loads((folder / "provenance.json").read_text())
     from l2l_core.evaluation.stability import LABELS
 
+    info = json.loads((folder / "provenance.json").read_text())
     table = pd.read_csv(folder / "agreement.csv")
     text = list(LABELS)
     # the page shows each measure's agreement, and the outcomes of the rounding pairs' runs (the file keeps them all)

@@ -264,18 +264,14 @@ class ClaimData:
         return {b: self.seeded[b][np.asarray(rows)].mean(axis=0) if b in self.seeded else v
                 for b, v in self.baselines.items()}
 
-    def differences(self, rows=None, competitor_rows=None) -> dict[str, np.ndarray]:
-        """Paired differences LSTM - baseline (negative: LSTM better), seeds ``rows`` (default all) x tasks, against
-        ``competitors(competitor_rows)``."""
-        lstm = self.lstm if rows is None else self.lstm[np.asarray(rows)]
-        return {b: self.sign * (lstm - v[None, :]) for b, v in self.competitors(competitor_rows).items()}
-
     def p_values(self, rows=None, competitor_rows=None) -> tuple[float, float]:
         """(p_holds, p_fails) of the claim on seeds ``rows`` (default all; repeats allowed, each counts as a seed).
         ``competitor_rows`` picks the seeds of seeded competitors too (a run made of those seeds); by default they
         stay averaged over all, as in the run (the per-seed verdicts of ``check_claim``)."""
-        cis = {b: crossed_mean_ci(d) for b, d in self.differences(rows, competitor_rows).items()}
+        lstm = self.lstm if rows is None else self.lstm[np.asarray(rows)]
         competitors = self.competitors(competitor_rows)
+        # paired differences LSTM - baseline, negative where the LSTM is better
+        cis = {b: crossed_mean_ci(self.sign * (lstm - v[None, :])) for b, v in competitors.items()}
         scale = {b: abs(float(v.mean())) for b, v in competitors.items()}  # delta = margin * |baseline's mean|
         ps = []
         for part, names in zip(self.claim.parts, self.listed):
