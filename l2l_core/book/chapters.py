@@ -75,7 +75,18 @@ def mnist_experiment(s: Settings, hidden=(20,), activation: str = "sigmoid") -> 
 
 
 def mnist_snapshots(s: Settings) -> tuple:
-    return (s.errata_trajectories,) if s.errata_trajectories else ()
+    """The budgets below the main LSTMs' own at which they also keep the LSTM a shorter run selects."""
+    return tuple(b for b in s.snapshot_budgets if b < s.trajectories)
+
+
+def lstms_at_budget(trained: "TrainedLSTMs", s: Settings, trajectories: int) -> dict:
+    """The main LSTMs (meta_seed -> LSTM) that a run of ``trajectories`` selects: a snapshot, or the LSTMs themselves."""
+    if trajectories == s.trajectories:
+        return trained.lstms
+    if trajectories not in trained.at_budget:
+        raise ValueError(f"trajectories={trajectories} has no snapshot; allowed: {sorted(trained.at_budget)} or "
+                         f"the LSTMs' own budget {s.trajectories} (profile snapshot_budgets)")
+    return trained.at_budget[trajectories]
 
 
 def mnist_lstms(s: Settings, progress: bool = True) -> "TrainedLSTMs":

@@ -22,7 +22,7 @@ import pandas as pd
 from l2l_core.evaluation.claims import Claim, Part, check_claims
 from l2l_core.tasks.data import DatasetNotFoundError
 from l2l_core.evaluation.evaluate import LSTM_LABEL, Comparison, compare, compare_together
-from l2l_core.book.chapters import mnist_like_setup, mnist_lstms, mnist_setup
+from l2l_core.book.chapters import lstms_at_budget, mnist_like_setup, mnist_lstms, mnist_setup
 from l2l_core.book.lstms import TrainedLSTMs, plan_seeds, train_together
 from l2l_core.book.settings import Settings, peak_rss_mb, setting_label
 from l2l_core.io import write_frame, write_json
@@ -187,7 +187,7 @@ def _mnist_training_defect(defect: str, s: Settings, progress: bool) -> tuple[li
     (trained,) = _train(s, ["lstm_thesis_schedule" if defect == "c" else "lstm_shared_state"], progress)
     lstms = trained.lstms
     # the fixed arm: experiment 2's LSTMs of the same seeds as selected at the same budget
-    at_budget = mnist_lstms(s, progress=progress).at_budget[budget["trajectories"]]
+    at_budget = lstms_at_budget(mnist_lstms(s, progress=progress), s, budget["trajectories"])
     owns = _compare_lstms([lstms, {k: at_budget[k] for k in budget["seeds"]}], mnist, s, progress)
     arms = {variant: pd.concat([own.assign(setting=label), baselines], ignore_index=True)
             for variant, own in zip(("with defect", "fixed"), owns)}

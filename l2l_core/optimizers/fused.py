@@ -34,7 +34,8 @@ _SOURCE_FILE = Path(__file__).with_name("fused_kernels.cpp")
 # instruction set), "-ffp-contract=off" changes only the rounding (no fused multiply-add: objdump counts 436
 # vfmadd instructions in the default build and 0 in this one; "-mno-fma" after -march=native left all 436 in
 # place on the AMD EPYC with GCC 12): a run to check that verdicts do not depend on float rounding.
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-mprefer-vector-width=512", "-fopenmp"]
+# -fno-finite-math-only after -ffast-math: the NaN guards need NaN and inf to get through the kernels as IEEE says.
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-mprefer-vector-width=512", "-fopenmp"]
 _lock = threading.Lock()
 _state: dict = {}
 _enabled = [True]

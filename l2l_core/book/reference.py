@@ -1,0 +1,176 @@
+"""The reference run: every LSTM of the book's ``full`` profile meta-trained once, at the thesis' budgets, and stored.
+
+The stored LSTMs live in ``reference/lstms/<chapter>/`` under the same file names a chapter's results folder uses,
+so a chapter reuses them as it reuses its own (``SeedJob.done``). Each LSTM is one job; a job writes its curve,
+snapshots and LSTM (``SeedJob``) and then its provenance (commit, CPU, torch, threads, seconds, attempts): only
+a job with its provenance is done, so a job killed half-way is redone, never read as done.
+Run: ``python -m l2l_core.book.reference train`` (``--chapter``, ``--seeds``, ``--out``; resumes job by job).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from l2l_core import jobs
+from l2l_core.io import write_json
+from l2l_core.tasks.families import QuadraticFamily
+from l2l_core.training.meta_train import last_attempt
+
+from l2l_core.book.chapters import CONTRAST_META_SEEDS, mnist_setup, mnist_snapshots
+from l2l_core.book.experiment import lstm_name
+from l2l_core.book.lstms import SeedPlan, plan_seeds
+from l2l_core.book.settings import REPO_ROOT, settings
+
+REFERENCE_DIR = REPO_ROOT / "reference"
+PROFILE = "full"
+# The order the jobs start in: seeds 0-4 of the main MNIST arm, the quadratics and chapter 02's PyTorch-init contrast,
+# then the main arm's seeds 5-9 (the evidence of chapters 02-06 and 09), then the errata arms' seeds 0-4.
+ORDER = (("02_mnist", (0, 1, 2, 3, 4)), ("01_quadratic", (0, 1, 2, 3, 4)),
+         ("02_mnist_pytorch_init", (0, 1, 2, 3, 4)), ("02_mnist", (5, 6, 7, 8, 9)),
+         ("08_errata", (0, 1, 2, 3, 4)))
+ARMS = tuple(dict.fromkeys(arm for arm, _ in ORDER))
+
+def cpu_facts() -> dict:
+    """The CPU model and the instruction sets that decide the kernels' rounding."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    sets = [f for f in ("avx512f", "avx2", "fma") if f in flags]
+    family = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("cpu family")), "")
+    number = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model\t")), "")
+    return {"cpu": model, "cpu_family_model": f"{family}/{number}", "instruction_sets": ", ".join(sets),
+            "cores": os.cpu_count()}
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def code_version() -> dict:
+    """The commit this checkout is at, and whether its tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or "unknown",
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", "l2l_core"))}
+
+
+@dataclass(frozen=True)
+class RecordedJob:
+    """A ``SeedJob`` that also writes ``provenance-<name>-seed<k>.json`` after the LSTM: done only with it."""
+
+    job: object  # SeedJob
+    chapter: str
+    code: dict
+
+    def provenance_path(self, seed: int) -> Path:
+        return self.job.folder / f"provenance-{self.job.name}-seed{seed}.json"
+
+    def done(self, seed: int) -> bool:
+        return self.provenance_path(seed).is_file() and self.job.done(seed)
+
+    def __call__(self, seed: int) -> None:
+        import torch
+
+        from l2l_core.optimizers import fused
+
+        started, start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
+        self.job(seed)
+        seconds = time.perf_counter() - start
+        _, _, history_path = self.job.paths(seed)
+        history = pd.read_csv(history_path)
+        write_json({"chapter": self.chapter, "name": self.job.name, "meta_seed": seed, **self.code, **cpu_facts(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "fused_kernels": fused.kernels() is not None, "kernel_flags": " ".join(fused.compile_flags()),
+                    "started_utc": started, "seconds": round(seconds, 1),
+                    "attempts": last_attempt(history) + 1, "training": self.job.training,
+                    "family": self.job.family.describe(), "best_val_loss_sum": float(history.val_loss_sum.min())},
+                   self.provenance_path(seed))
+
+
+def arm_plans(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = PROFILE) -> list[tuple[RecordedJob, tuple, str]]:
+    """The reference run's jobs as ``(job, seeds still to train, label)`` batches, in start order."""
+    from l2l_core.errata.chapter import _arms, errata_budget
+
+    code = code_version()
+    lstms = Path(out) / "lstms"
+    batches = []
+
+    def add(chapter, plan: SeedPlan, label):
+        job = RecordedJob(plan.job, chapter, code)
+        todo = tuple(k for k in plan.seeds if not job.done(k))
+        batches.append((job, todo, label))
+
+    order = ORDER if seeds is None else tuple((arm, tuple(seeds)) for arm in ARMS)
+    for arm, wanted in order:
+        if arm not in arms:
+            continue
+        chapter = arm.split("_pytorch")[0]
+        folder = lstms / chapter
+        if arm == "01_quadratic":
+            s = settings("01_quadratic", "quadratic", profile)
+            add(chapter, plan_seeds(QuadraticFamily(), s, folder, seeds=wanted, progress=False), arm)
+        elif arm.startswith("02_mnist"):
+            s = settings("02_mnist", "mlp", profile)
+            main, contrast = mnist_setup(s)[0]
+            family = contrast if arm.endswith("pytorch_init") else main
+            wanted = tuple(k for k in wanted if family is main or k < CONTRAST_META_SEEDS)
+            if wanted:
+                add(chapter, plan_seeds(family, s, folder, lstm_name(family, main), seeds=wanted, progress=False,
+                                        snapshot_budgets=mnist_snapshots(s)), arm)
+        elif arm == "08_errata":
+            s = settings("08_errata", "mlp", profile)
+            budget = errata_budget(s)
+            for name, (family, options) in _arms(s).items():
+                add(chapter, plan_seeds(family, s, folder, name, seeds=wanted, progress=False, **options,
+                                        trajectories=budget["trajectories"]), f"{arm} {name}")
+    return batches
+
+
+def train(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = PROFILE) -> None:
+    """Meta-train every reference LSTM still missing under ``out`` (jobs on ``L2L_SCHEDULER``, default local)."""
+    os.environ.setdefault(jobs.SCHEDULER_ENV, "local")
+    batches = [b for b in arm_plans(out, arms, seeds, profile) if b[1]]
+    for job, todo, label in batches:
+        jobs.report(f"[reference] {label}: seeds {list(todo)} to train into {job.job.folder}")
+    if not batches:
+        jobs.report("[reference] every LSTM is trained")
+        return
+    jobs.run_batches(batches)
+    jobs.close_clients()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["train", "status"])
+    parser.add_argument("--arm", action="append", choices=ARMS, help="only these arms (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these meta-training seeds")
+    parser.add_argument("--out", type=Path, default=REFERENCE_DIR)
+    parser.add_argument("--profile", default=PROFILE, help="the book's 'full' (default); 'smoke' to check it")
+    args = parser.parse_args(argv)
+    arms = tuple(args.arm or ARMS)
+    if args.command == "status":
+        for job, todo, label in arm_plans(args.out, arms, args.seeds, args.profile):
+            print(f"{label}: to train {list(todo)}")
+        return
+    train(args.out, arms, args.seeds, args.profile)
+
+
+if __name__ == "__main__":
+    main()
