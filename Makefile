@@ -42,6 +42,7 @@ reproduce: $(STAMP)
 book: $(STAMP)
 	$(PY) -m l2l_core.book.reproduce --book-only
 
+# Timings into bench/results/<this CPU>/ (bench/cpu_slug.py names the folder; bench/README.md says what each measures).
 bench: $(STAMP)
 	$(PY) bench/run_bench.py
 	$(PY) bench/jobs_bench.py
@@ -50,9 +51,49 @@ bench: $(STAMP)
 # The AVX2 build of the kernels timed on this CPU (on an AVX-512 CPU: the other instruction set), beside make bench's
 # (without the PyTorch path, which the kernels' build does not change).
 bench-avx2: $(STAMP)
-	L2L_KERNEL_CFLAGS=-march=haswell $(PY) bench/run_bench.py --no-compare-plain --out bench/results-avx2.json
-	L2L_KERNEL_CFLAGS=-march=haswell $(PY) bench/kernel_parts.py --out bench/kernel_parts-avx2.json
+	L2L_KERNEL_CFLAGS=-march=haswell $(PY) bench/run_bench.py --no-compare-plain \
+		--out "$$($(PY) bench/cpu_slug.py --dir)/results-avx2.json"
+	L2L_KERNEL_CFLAGS=-march=haswell $(PY) bench/kernel_parts.py --out "$$($(PY) bench/cpu_slug.py --dir)/kernel_parts-avx2.json"
 
 clean:
 	rm -rf _build build .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Stored book data (tools/README.md): each target below recomputes one folder of book/data/ (or the shipped weights)
+# that a chapter reads; none of them runs as part of make reproduce.
+.PHONY: long-run stuck-rate rounding-check verdict-stability ship-pretrained
+
+# book/data/long_run: one LSTM per task kind meta-trained at the thesis' budget (hours; chapter 02, method page).
+long-run: $(STAMP)
+	$(PY) tools/long_meta_training.py --family quadratic
+	$(PY) tools/long_meta_training.py --family mnist
+
+# book/data/stuck_rate: the first epoch of meta-seeds 5-24 on both initialisations, judged by the restart rule (chapter 02).
+stuck-rate: $(STAMP)
+	$(PY) tools/stuck_rate.py --init thesis
+	$(PY) tools/stuck_rate.py --init pytorch
+
+# Two finished runs' results folders (build/<profile>/results) that differ only in float rounding, for the next two.
+RUN_A ?=
+RUN_B ?=
+LABELS ?= fma no-fp-contract
+NOTE ?=
+RUNS_GIVEN = test -n "$(RUN_A)" && test -n "$(RUN_B)" || { echo "usage: make $@ RUN_A=<results folder> \
+	RUN_B=<results folder> [NOTE='what differed']" >&2; exit 2; }
+
+# book/data/rounding_check: the two runs' verdicts side by side (reproduction page). Differing verdicts are a result,
+# not a failure of the target.
+rounding-check: $(STAMP)
+	@$(RUNS_GIVEN)
+	$(PY) tools/compare_runs.py $(RUN_A) $(RUN_B) --labels $(LABELS) --save book/data/rounding_check \
+		--note "$(NOTE)" || test $$? -eq 1
+
+# book/data/verdict_stability: how often another run repeats each verdict, from the two runs' LSTMs (reproduction page).
+verdict-stability: $(STAMP)
+	@$(RUNS_GIVEN)
+	$(PY) tools/verdict_stability.py $(RUN_A) $(RUN_B) --save book/data/verdict_stability --note "$(NOTE)"
+
+# l2l_core/optimizers/pretrained: chapter 02's MNIST LSTMs of a finished run, shipped for the drop-in optimizer.
+PRETRAINED_FROM ?= build/full/results
+ship-pretrained: $(STAMP)
+	$(PY) tools/ship_pretrained.py $(PRETRAINED_FROM)

@@ -1,4 +1,4 @@
-"""`make bench`, second part: jobs on the engine and the scaling computation; adds to bench/results.json.
+"""`make bench`, second part: jobs on the engine and the scaling computation; adds to bench/results/<cpu>/results.json.
 
 1. The default profile's meta-training as jobs on a Dask LocalCluster of 1 worker x 2 threads against
    2 workers x 1 thread, in one run: the full profile's MNIST seeds 0 and 1, cut to ``--epochs`` epochs each
@@ -31,6 +31,7 @@ from l2l_core.training.meta_train import train_trajectory
 from l2l_core.book.report import _cpu_model, _vector_isa
 from l2l_core.tasks.families import MLPFamily, QuadraticFamily
 
+from cpu_slug import results_dir
 from run_bench import timed
 
 
@@ -85,7 +86,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="epochs of each seed in the 1x2 / 2x1 comparison")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cores", type=int, nargs="*", default=[2, 16, 64])
-    parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    parser.add_argument("--out", default=str(results_dir(create=False) / "results.json"),
+                        help="default bench/results/<this CPU>/results.json (run_bench.py's, added to)")
     args = parser.parse_args()
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
@@ -107,6 +109,7 @@ def main() -> None:
                        "1x2_s": one_by_two, "2x1_s": two_by_one, "ratio_1x2_over_2x1": one_by_two / two_by_one}
     results["scaling"] = {"machine": machine, "unit_costs_s": {str(t): r for t, r in rates.items()},
                           "table": table.to_dict(orient="records")}
+    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

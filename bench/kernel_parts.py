@@ -11,7 +11,8 @@ the kernels' source three ways and times one layer's forward and backward at the
 
 Only timings: the variants compute wrong numbers on purpose and are never used elsewhere. The kernels' compile flags
 (``L2L_KERNEL_CFLAGS`` included: ``-march=haswell`` builds for AVX2) are those of ``l2l_core.optimizers.fused``.
-Run: ``python bench/kernel_parts.py [--threads 1 2] [--out FILE]``; writes JSON beside printing a table.
+Run: ``python bench/kernel_parts.py [--threads 1 2] [--out FILE]``; prints a table and writes it as JSON, by default
+to ``bench/results/<cpu>/kernel_parts.json`` (``bench/cpu_slug.py``).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch
 from l2l_core.optimizers import fused
 
 sys.path.insert(0, str(Path(__file__).parent))
+from cpu_slug import results_dir  # noqa: E402
 from run_bench import MATMUL_N, timed  # noqa: E402  (the floor's matmul size and timing, one definition)
 
 TANH_BODY_END = "  return x * p / q;\n}"
@@ -72,7 +74,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", default=str(Path(__file__).with_name("kernel_parts.json")))
+    parser.add_argument("--out", default=str(results_dir(create=False) / "kernel_parts.json"),
+                        help="default bench/results/<this CPU>/kernel_parts.json")
     args = parser.parse_args()
     modules = {v: build(v) for v in VARIANTS}
     from l2l_core.book.report import _cpu_model, _vector_isa
@@ -98,6 +101,7 @@ def main() -> None:
                 print(f"  {size_name:26s} {variant:12s} forward {fwd * 1e3:8.2f} ms  backward {bwd * 1e3:8.2f} ms  "
                       f"{row['forward_gflops']:6.1f} GFLOP/s forward  {row['ratio_over_floor']:4.2f}x the floor",
                       flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))
     print(f"wrote {args.out}")
 

@@ -1,4 +1,4 @@
-"""`make bench`: time the engine's hot paths on this machine and write bench/results.json.
+"""`make bench`: time the engine's hot paths on this machine and write bench/results/<cpu>/results.json.
 
 Workloads: one MNIST meta-training trajectory (100 steps, unroll 20, batch 128, 784-20-10 sigmoid,
 preprocessing on) for the plain reference, for the engine with its fused LSTM layer kernels switched off
@@ -7,8 +7,9 @@ on MNIST test tasks, one at a time and together (as ``compare`` runs them); one 
 (LearnedOptimizer against Adam) on an MLP and on a small CNN with many tensors. All in one process, so the rows
 compare like with like. The CPU, its vector instruction sets and the kernels' compile flags are recorded with the
 numbers; ``make bench-avx2`` times the AVX2 build on an AVX-512 CPU (L2L_KERNEL_CFLAGS=-march=haswell) into
-bench/results-avx2.json. The floor: a large float32 matmul's GFLOP/s at the same thread count; each LSTM workload's
-``ratio_over_matmul_floor`` is how far its nominal GFLOP/s stay below it.
+bench/results/<cpu>/results-avx2.json (``<cpu>``: ``bench/cpu_slug.py``). The floor: a large float32 matmul's
+GFLOP/s at the same thread count; each LSTM workload's ``ratio_over_matmul_floor`` is how far its nominal GFLOP/s
+stay below it.
 
 GFLOP/s are nominal: the LSTM's matmul FLOPs of the mathematics (forward; a trajectory counts backward as
 twice forward), whatever an implementation actually executes (the fused kernels recompute the gates in
@@ -36,6 +37,7 @@ from l2l_core.book.report import _cpu_model, _kernel_status, _vector_isa
 from l2l_core.tasks.families import MLPFamily
 from l2l_core.optimizers.drop_in import LearnedOptimizer
 
+from cpu_slug import results_dir
 from reference import PlainLSTMOptimizer, plain_trajectory
 
 MATMUL_N = 2048  # the floor's square matmul: large enough to run at the BLAS's peak on these CPUs
@@ -86,7 +88,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eval-tasks", type=int, default=100)
     parser.add_argument("--eval-steps", type=int, default=200)
-    parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    parser.add_argument("--out", default=str(results_dir(create=False) / "results.json"),
+                        help="default bench/results/<this CPU>/results.json")
     parser.add_argument("--no-compare-plain", dest="compare_plain", action="store_false",
                         help="skip the LSTM evaluation without fused kernels (about a minute)")
     args = parser.parse_args()
@@ -154,6 +157,7 @@ def main() -> None:
                ratio_over_adam=statistics.median(lstm) / statistics.median(adam))
     results["peak_rss_mb"] = peak_rss_mb()
     print(f"peak RSS {results['peak_rss_mb']:.0f} MB")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
 
