@@ -5,6 +5,10 @@
 
 Each parameter tensor keeps its own LSTM hidden state (per coordinate), exactly as the functional
 evaluation path keeps one per coordinate of the flat parameter vector, so both give the same steps.
+
+Parameters of any floating dtype (float64, bfloat16, float16) train: the LSTM runs in its own weights' dtype
+(float32 for the shipped and saved ones) and keeps its states in it; it sees the gradients cast to that dtype and its
+updates are added to the parameters in their own. Sparse gradients are refused, as torch.optim.Adam refuses them.
 """
 from __future__ import annotations
 
@@ -56,10 +60,15 @@ class LearnedOptimizer(torch.optim.Optimizer):
             self._lstm_device = device
         return self.lstm
 
+    def _lstm_dtype(self) -> torch.dtype:
+        """The dtype the LSTM computes and keeps its states in: its weights' (float32 unless made otherwise)."""
+        return self.lstm.output_weight.dtype
+
     @torch.no_grad()
     def step(self, closure=None):
-        """One LSTM update of every parameter that has a gradient: all of them in one LSTM call per device and
-        dtype (the LSTM is coordinatewise, so this gives the numbers of one call per tensor, in far fewer calls)."""
+        """One LSTM update of every parameter that has a gradient: all of them in one LSTM call per device (the LSTM
+        is coordinatewise, so this gives the numbers of one call per tensor, in far fewer calls), in the LSTM's dtype
+        whatever the parameters' (module docstring)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -67,9 +76,18 @@ class LearnedOptimizer(torch.optim.Optimizer):
         batches: dict = {}
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
-                    batches.setdefault((p.device, p.dtype), []).append(p)
-        for (device, dtype), params in batches.items():
+                if p.grad is None:
+                    continue
+                if p.grad.layout != torch.strided:  # checked for all before any parameter moves
+                    raise RuntimeError(f"LearnedOptimizer does not support sparse gradients ({p.grad.layout}, e.g. "
+                                       "from nn.Embedding(sparse=True)): the LSTM updates every coordinate at every "
+                                       "step; use dense gradients (sparse=False)")
+                if p.is_complex():
+                    raise TypeError(f"LearnedOptimizer does not support complex parameters ({p.dtype}); view them "
+                                    "as real ones (torch.view_as_real)")
+                batches.setdefault(p.device, []).append(p)
+        dtype = self._lstm_dtype()
+        for device, params in batches.items():
             lstm = self._lstm_on(device)
             keys = _state_keys(lstm.config.num_layers)
             for p in params:
@@ -77,12 +95,13 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 if "step" not in state:
                     state.update(zip(keys, lstm.initial_state(p.numel(), device=device, dtype=dtype)))
                     state["step"] = 0
-            grad = torch.cat([p.grad.reshape(-1) for p in params])
+            grad = torch.cat([p.grad.reshape(-1).to(dtype) for p in params])  # .to: no copy for the LSTM's dtype
             hidden = tuple(torch.cat([self.state[p][k] for p in params], dim=1) for k in keys)
             update, hidden = lstm(grad, hidden)
             sizes = [p.numel() for p in params]
             pieces = [h.split(sizes, dim=1) for h in hidden]  # views: no copy until the next step's cat
             for i, (p, u) in enumerate(zip(params, update.split(sizes))):
+                # in p's dtype: computed in the wider of the two and rounded once (a bfloat16 p is not rounded twice)
                 p.add_(u.view_as(p))
                 state = self.state[p]
                 state.update((k, piece[i]) for k, piece in zip(keys, pieces))
@@ -103,10 +122,19 @@ class LearnedOptimizer(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         saved = state_dict.pop("lstm", None)
         if saved is not None:
-            lstm = LSTMOptimizer(config_from_dict(saved["config"]))
+            lstm = LSTMOptimizer(config_from_dict(saved["config"])).to(saved["weights"]["output_weight"].dtype)
             lstm.load_state_dict(saved["weights"])
             self.lstm, self._lstm_device = lstm.requires_grad_(False), None
         super().load_state_dict(state_dict)
+        # torch.optim casts the loaded states to each parameter's dtype (for a bfloat16 model, a rounding); the LSTM
+        # keeps them in its own, so they are taken again from the saved tensors, on the parameter's device
+        params = [p for group in self.param_groups for p in group["params"]]
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        dtype = self._lstm_dtype()
+        for i, p in zip(saved_ids, params):
+            for key, value in state_dict["state"].get(i, {}).items():
+                if torch.is_tensor(value):
+                    self.state[p][key] = value.to(device=p.device, dtype=dtype)
 
 
 def reference_run(lstm: LSTMOptimizer, steps: int = 20) -> list[float]:
