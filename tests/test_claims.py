@@ -1,10 +1,13 @@
+import json
 import math
 
 import numpy as np
+import scipy.stats
 import pandas as pd
 import pytest
+from scipy import stats
 
-from l2l_core.evaluation.claims import (COLUMNS, MARGINS, Claim, Part, check_claim, check_claims, holm_verdicts, not_run,
+from l2l_core.evaluation.claims import (COLUMNS, MARGINS, SESOI, Claim, Part, check_claim, check_claims, holm_verdicts, not_run,
                              per_task_metric)
 from l2l_core.evaluation.evaluate import mean_ci
 from l2l_core.evaluation.stats import crossed_mean_ci
@@ -62,20 +65,50 @@ def test_every_kind_reaches_every_outcome(kind, outcome):
     assert verdict(frame, Part(kind)) == outcome
 
 
-def test_p_values_follow_the_stated_tests():
+def brute_force_p(values, below: bool) -> float:
+    """The crossed one-sided t test of mean < 0 (``below``) or > 0, written out with loops (no library)."""
+    S, I = len(values), len(values[0])
+    grand = sum(sum(r) for r in values) / (S * I)
+    rows = [sum(r) / I for r in values]
+    cols = [sum(values[s][i] for s in range(S)) / S for i in range(I)]
+    ms_s = I * sum((r - grand) ** 2 for r in rows) / (S - 1)
+    ms_t = S * sum((c - grand) ** 2 for c in cols) / (I - 1)
+    se = math.sqrt((ms_s + ms_t) / (S * I))
+    df = (ms_s + ms_t) ** 2 / (ms_s ** 2 / (S - 1) + ms_t ** 2 / (I - 1))
+    t = grand / se
+    return float(stats.t.cdf(t, df) if below else stats.t.sf(t, df))
+
+
+def test_margins_are_tested_as_per_task_contrasts_against_a_brute_force_check():
     frame, lstm, base = synth(-0.03, {"Adam": 0.0, "SGD": 0.02}, noise=0.05)
-    d = {b: lstm - base[b] for b in base}
-    ci = {b: crossed_mean_ci(d[b]) for b in base}
-    delta = {b: MARGINS["negligible"] * abs(base[b].mean()) for b in base}
+    m = MARGINS["negligible"]
+
+    def p(b, a, below):  # H1: mean(L - B + a B) < 0 or > 0, per (seed, task), B varying over tasks
+        return brute_force_p([[lstm[s][i] - base[b][i] + a * base[b][i] for i in range(lstm.shape[1])]
+                              for s in range(lstm.shape[0])], below)
+
     row = check_claim(frame, Claim("x", "c", "t", "s", [Part("negligible")], metric="loss@2"))
-    holds = max(max(ci[b].p_below(delta[b]), ci[b].p_above(-delta[b])) for b in base)
-    fails = min(1.0, 2 * min(min(2 * min(ci[b].p_above(delta[b]), ci[b].p_below(-delta[b])), 1.0) for b in base))
-    assert (row["p_holds"], row["p_fails"]) == pytest.approx((holds, fails), rel=REL)
-    delta = {b: MARGINS["no_advantage"] * abs(base[b].mean()) for b in base}
+    holds = max(max(p(b, -m, True), p(b, m, False)) for b in base)
+    fails = min(1.0, 2 * min(min(1.0, 2 * min(p(b, -m, False), p(b, m, True))) for b in base))
+    # float64 sums in another order: a few ulp of relative error in the t statistic, far below REL's 1e-12 x p
+    assert (row["p_holds"], row["p_fails"]) == pytest.approx((holds, fails), rel=1e-9)
+    m = MARGINS["no_advantage"]
     row = check_claim(frame, Claim("x", "c", "t", "s", [Part("no_advantage")], metric="loss@2"))
-    holds = min(1.0, 2 * min(ci[b].p_above(-delta[b]) for b in base))
-    fails = max(ci[b].p_below(-delta[b]) for b in base)
-    assert (row["p_holds"], row["p_fails"]) == pytest.approx((holds, fails), rel=REL)
+    holds = min(1.0, 2 * min(p(b, m, False) for b in base))
+    fails = max(p(b, m, True) for b in base)
+    assert (row["p_holds"], row["p_fails"]) == pytest.approx((holds, fails), rel=1e-9)
+    # the margin's spread counts: treating m * mean(B) as a known constant gives another p-value
+    d = lstm - base["Adam"][None, :]
+    plugged = crossed_mean_ci(d).p_above(-m * base["Adam"].mean())
+    assert abs(plugged - p("Adam", m, False)) > 1e-3
+
+
+def test_a_sign_claim_has_a_smallest_effect_of_interest():
+    # a tiny true edge (1%, below the 2.5% of SESOI): shown better and shown below SESOI -> holds, near threshold
+    frame, _, _ = synth(-0.01, {"Adam": 0.0}, n_seeds=40, n_tasks=100, noise=0.01)
+    row = check_claim(frame, Claim("x", "c", "t", "s", [Part("better")], metric="loss@2"))
+    assert row["verdict"] == "holds" and row["near_threshold"] and 0 < row["distance"] < SESOI
+    assert row["p_fails"] < 0.025 and row["fail_gap"] == SESOI
 
 
 def test_all_and_any_combinations_over_baselines():
@@ -124,15 +157,23 @@ def test_a_diverged_baseline_counts_against_it_and_late_divergence_is_not_scored
     assert late["best_baseline_value"] == pytest.approx(2 * base["Adam"].mean(), rel=REL)
 
 
-def test_seeds_are_random_effects_and_counted_one_by_one():
+def test_seeds_are_random_effects_and_each_seed_has_its_estimate():
     frame, lstm, base = synth([-0.1, -0.1, -0.1, -0.1, 0.1], {"Adam": 0.0})  # the last seed is bad
     row = check_claim(frame, Claim("x", "c", "t", "s", [Part("better")], metric="loss@2"))
-    assert (row["seeds"], row["seeds_holding"], row["n_seeds"]) == ("4 of 5", 4, 5)
+    per_seed = json.loads(row["per_seed"])
+    assert row["n_seeds"] == 5 and len(per_seed) == 5
+    assert min(per_seed[:4]) > 0.05 and per_seed[4] < -0.05  # distance: positive where the LSTM is better
+    assert np.mean(per_seed) == pytest.approx(row["distance"], abs=1e-5)  # the stored estimates have 5 decimals
     ci = crossed_mean_ci(lstm)
     assert (row["lstm"], row["lstm_lo"], row["lstm_hi"]) == pytest.approx((ci.mean, ci.lo, ci.hi), rel=REL)
     _, naive_lo, naive_hi = mean_ci((lstm - base["Adam"]).reshape(-1))
     assert row["difference_hi"] - row["difference_lo"] > 2 * (naive_hi - naive_lo)
     assert naive_hi < 0 and row["verdict"] == "inconclusive"  # pooling would have called it
+    # the seed-cluster interval is the t interval of the seed means (S - 1 df); its variance leaves out the tasks'
+    # share, which the crossed variance adds (its df can be larger, so the widths alone are not ordered)
+    assert row["seed_lo"] < row["distance"] < row["seed_hi"]
+    seed_se = (row["seed_hi"] - row["seed_lo"]) / (2 * scipy.stats.t.ppf(0.975, 4))
+    assert row["distance_se"] >= seed_se * (1 - 1e-9)
 
 
 def test_accuracy_is_oriented_higher_is_better():
@@ -168,7 +209,7 @@ def test_a_frame_without_meta_seed_is_one_lstm():
     claim = Claim("x", "c", "t", "s", [Part("better")], metric="sum@2")
     with_column = check_claim(frame, claim)
     without = check_claim(frame.drop(columns="meta_seed"), claim)
-    assert without == with_column and without["seeds"] == "1 of 1"
+    assert without == with_column and without["n_seeds"] == 1
     mixed = frame.assign(meta_seed=frame.meta_seed.where(frame.optimizer == "LSTM"))  # NaN on baseline rows
     assert check_claim(mixed, claim) == with_column
 
