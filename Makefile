@@ -30,17 +30,17 @@ $(STAMP): requirements.txt pyproject.toml
 # parameterised copies into build/nbval (parameters cell injected), nbval executes them.
 test: $(STAMP)
 	rm -rf build/nbval
-	$(PY) -m l2l_core.book.reproduce --profile smoke --prepare build/nbval
+	$(PY) -m l2l_core.runtime.reproduce --profile smoke --prepare build/nbval
 	$(PY) -m pytest tests build/nbval --nbval-lax
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
 reproduce: $(STAMP)
-	L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.book.reproduce --profile $(PROFILE)
+	L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.runtime.reproduce --profile $(PROFILE)
 
 book: $(STAMP)
-	$(PY) -m l2l_core.book.reproduce --book-only
+	$(PY) -m l2l_core.runtime.reproduce --book-only
 
 # Timings into bench/results/<this CPU>/ (bench/cpu_slug.py names the folder; bench/README.md says what each measures).
 bench: $(STAMP)

@@ -4,7 +4,7 @@
    2 workers x 1 thread, in one run: the full profile's MNIST seeds 0 and 1, cut to ``--epochs`` epochs each
    (a whole seed takes half an hour on a slow 2-core machine; the ratio is what matters).
 2. Per-unit costs at 1 and 2 torch threads (one MNIST trajectory, one LSTM / baselines evaluation task-step,
-   one quadratic trajectory and task-step) and, from them, ``l2l_core.book.scaling``'s expected wall time of the
+   one quadratic trajectory and task-step) and, from them, ``l2l_core.runtime.scaling``'s expected wall time of the
    thesis and full profiles on 2, 16 and 64 cores (``--cores``), recorded beside this machine's CPU.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from l2l_core.book import lstms, settings
-from l2l_core import jobs
-from l2l_core.book import scaling
+from l2l_core.experiments import lstms, settings
+from l2l_core.runtime import jobs
+from l2l_core.runtime import scaling
 from l2l_core.optimizers.baselines import Baseline
 from l2l_core.evaluation.evaluate import evaluate, evaluate_together
 from l2l_core.io import atomic_path

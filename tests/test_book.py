@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from l2l_core.book import progress, reproduce
+from l2l_core.runtime import memory as runtime_memory, terminal as progress, reproduce
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smoke_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
-    done = subprocess.run([sys.executable, "-m", "l2l_core.book.reproduce", "--profile", "smoke", "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "l2l_core.runtime.reproduce", "--profile", "smoke", "--out", str(out)],
                           capture_output=True, text=True)
     (out / "terminal.log").write_text(done.stdout + done.stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -147,7 +147,7 @@ def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_p
 def test_a_runs_verdicts_are_decided_again_as_the_book_decided_them(smoke_build, tmp_path):
     from l2l_core.book import report
 
-    from l2l_core.errata.verdicts import run_verdict_tables
+    from l2l_core.experiments.verdicts import run_verdict_tables
 
     claims, errata = run_verdict_tables(smoke_build / "results")
     table = report.verdict_table(smoke_build / "results")
@@ -184,11 +184,15 @@ def test_the_claims_view_splits_the_numbers_into_columns_and_keeps_why_a_claim_d
     row = table.iloc[0]
     one_line = lambda text: text.replace("\u00a0", " ")  # intervals are kept on one line by no-break spaces
     assert one_line(ran["LSTM"]) == f"{row.lstm:.3g} [{row.lstm_lo:.3g}, {row.lstm_hi:.3g}]"
-    assert one_line(ran["LSTM - best"]) == f"{row.difference:.3g} [{row.difference_lo:.3g}, {row.difference_hi:.3g}]"
-    assert one_line(ran["best baseline"]) == f"Adam {row.best_baseline_value:.3g}"
-    assert " " not in ran["LSTM"] + ran["LSTM - best"] + ran["best baseline"]
-    assert (ran["seeds holding"], ran["diverged runs"], ran["verdict"]) == (row.seeds, "0", row.verdict)
-    assert (skipped["LSTM"], skipped["LSTM - best"], skipped["verdict"]) == ("", "", "not run")
+    pct = lambda x: f"{100 * x:+.1f}"
+    assert one_line(ran["distance, % [95% CI]"]) == \
+        f"{pct(row.distance)} [{pct(row.distance_lo)}, {pct(row.distance_hi)}] vs {row.binding}"
+    assert one_line(ran["re-run interval, %"]) == f"{pct(row.distance)} [{pct(row.seed_lo)}, {pct(row.seed_hi)}]"
+    assert " " not in ran["LSTM"] + ran["distance, % [95% CI]"] + ran["re-run interval, %"]
+    per_seed = [float(x) for x in ran["per seed, %"].split()]  # each seed's distance, sorted, in percent
+    assert per_seed == sorted(per_seed) and len(per_seed) == row.n_seeds
+    assert (ran["diverged runs"], ran["verdict"]) == ("0", row.verdict)
+    assert (skipped["LSTM"], skipped["distance, % [95% CI]"], skipped["verdict"]) == ("", "", "not run")
     assert skipped["test"] == f"{table.iloc[1].test} (data set absent)"
     assert "ours" not in view and "thesis" not in claims_view(table, sources=False)
 
@@ -197,7 +201,7 @@ def test_the_stuck_rate_note_counts_stuck_runs_and_names_an_unfinished_measureme
     import json
 
     from l2l_core.book.pages import stuck_rate_note
-    from l2l_core.book.settings import settings
+    from l2l_core.experiments.settings import settings
     from l2l_core.evaluation.stats import binomial_ci
 
     s = settings("02_mnist", "mlp", "smoke", restarts=2)
@@ -294,7 +298,7 @@ time.sleep(1.5)
 def test_tree_memory_sees_a_childs_peak_between_exact_readings(exact_every):
     """A child's 300 MB held for 2 s is in the peak whether PSS is read at every sample or only at the child's first
     (then RSS changes carry the estimate): the cheap samples between exact readings must not miss it."""
-    with progress.TreeMemory(interval=0.1, exact_every=exact_every) as memory:
+    with runtime_memory.TreeMemory(interval=0.1, exact_every=exact_every) as memory:
         child = subprocess.Popen([sys.executable, "-c", _ALLOCATE], stdout=subprocess.PIPE, text=True)
         assert child.stdout.readline().strip() == "ready"
         baseline = [memory._sample()[0] for _ in range(3)][-1]
@@ -320,7 +324,7 @@ def test_tree_memory_counts_a_file_two_children_map_once(tmp_path):
     twice. Between exact readings the estimate (RSS changes) counts them twice; the peak must not."""
     data = tmp_path / "shared.bin"
     data.write_bytes(b"\x01" * (200 << 20))
-    with progress.TreeMemory(interval=0.1, exact_every=10_000) as memory:
+    with runtime_memory.TreeMemory(interval=0.1, exact_every=10_000) as memory:
         baseline = memory._sample(exact=True)[0]
         children = [subprocess.Popen([sys.executable, "-c", _MAP_AND_READ, str(data)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True) for _ in range(2)]

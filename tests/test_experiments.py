@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from l2l_core.book import experiment, lstms, settings
-from l2l_core.book.settings import PROFILES
+from l2l_core.experiments import protocol as experiment, lstms, settings
+from l2l_core.experiments.settings import PROFILES
 from l2l_core.evaluation.claims import Claim, Part
 from l2l_core.tasks.families import QuadraticFamily
 
@@ -92,7 +92,7 @@ def test_a_smaller_budget_selects_what_a_shorter_run_selects(tmp_path):
 
 
 def test_notebook_parameter_typos_are_refused_before_running():
-    from l2l_core.book.reproduce import check_parameters
+    from l2l_core.runtime.reproduce import check_parameters
 
     check_parameters("02_mnist", {"profile": "smoke", "n_tasks": 3})
     with pytest.raises(ValueError, match=r"\['n_task'\] are not parameters of notebook '02_mnist'.*n_tasks"):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from l2l_core.optimizers.baselines import Baseline
-from l2l_core.book.horizons import advantage_table, breaking_points, seconds_per_step
+from l2l_core.experiments.horizons import advantage_table, breaking_points, seconds_per_step
 from l2l_core.optimizers.lstm import LSTMOptimizer
 from l2l_core.tasks.families import QuadraticFamily
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from l2l_core.book import lstms, settings
-from l2l_core import jobs
+from l2l_core.experiments import lstms, settings
+from l2l_core.runtime import jobs, process
 from l2l_core.tasks.families import QuadraticFamily
 
 
@@ -68,7 +68,7 @@ def _parent_of_worker():
     parent = os.getppid()
     with open(f"/proc/{parent}/cmdline", "rb") as cmd, open(f"/proc/{parent}/maps") as maps:
         return (parent, cmd.read().replace(b"\0", b" ").decode(), "libtorch_cpu" in maps.read(),
-                all(m in sys.modules for m in jobs.WORKER_PRELOAD))
+                all(m in sys.modules for m in process.WORKER_PRELOAD))
 
 
 def _heavy_imports_of_a_first_job(folder):

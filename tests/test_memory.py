@@ -4,7 +4,7 @@ import psutil
 import pytest
 import torch
 
-from l2l_core.memory import _malloc_trim, release_freed_memory
+from l2l_core.runtime.memory import _malloc_trim, release_freed_memory
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or _malloc_trim() is None, reason="glibc's malloc_trim")
@@ -26,7 +26,7 @@ def test_freed_heap_memory_goes_back_to_the_os():
 
 _RELEASE = """
 import json, sys, torch
-from l2l_core.memory import cuda_library_mappings, release_cuda_library_pages
+from l2l_core.runtime.process import cuda_library_mappings, release_cuda_library_pages
 resident = lambda: sum(mb for _, _, releasable, mb in cuda_library_mappings() if releasable)
 before = resident()
 released = release_cuda_library_pages()

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from l2l_core.book.settings import PROFILES
-from l2l_core.book.reproduce import NOTEBOOK_DIR, NOTEBOOKS, check_parameters, parameters
+from l2l_core.experiments.settings import PROFILES
+from l2l_core.runtime.reproduce import NOTEBOOK_DIR, NOTEBOOKS, check_parameters, parameters
 
 SOURCES = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 

@@ -5,8 +5,11 @@ from pathlib import Path
 import l2l_core
 
 ROOT = Path(l2l_core.__file__).parent
-# top-level utilities, then each concept; a subpackage may import from those before it only (README, "The package")
-LAYERS = ["top", "optimizers", "tasks", "evaluation", "training", "book", "errata"]
+# top-level utilities, the job engine, then each concept, the chapters' experiments, their presentation, and last the
+# drivers that run the whole book; a layer may import from those before it only (README, "Layout")
+LAYERS = ["top", "runtime", "optimizers", "tasks", "evaluation", "training", "errata", "experiments", "book", "drivers"]
+# runtime's drivers (``make reproduce`` and its scaling estimate) run everything else, so they come last
+DRIVERS = {"l2l_core.runtime.reproduce", "l2l_core.runtime.scaling"}
 
 
 def _imports() -> dict[str, set[str]]:
@@ -28,6 +31,8 @@ def _imports() -> dict[str, set[str]]:
 
 
 def _layer(module: str) -> str:
+    if module in DRIVERS:
+        return "drivers"
     parts = module.split(".")
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and (ROOT / parts[1]).is_dir()) else "top"
 

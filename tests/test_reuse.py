@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from l2l_core.book import settings
-from l2l_core.book import reuse
+from l2l_core.experiments import settings
+from l2l_core.experiments import reuse
 from l2l_core.errata.defects import as_tuned_by_sgd
 from l2l_core.evaluation.tuning import tune_all, tuning_from_table
 from l2l_core.io import read_frame, write_frame, write_json
@@ -55,8 +55,8 @@ def test_tuning_table_with_two_chosen_rates_is_refused():
 
 def test_notebooks_that_reuse_chapters_declare_every_chapter_they_may_read():
     """A notebook reading another chapter's results must list it upstream, so that a change there re-runs it."""
-    from l2l_core.book.reproduce import NOTEBOOKS
-    from l2l_core.book.reuse import CHAPTERS
+    from l2l_core.runtime.reproduce import NOTEBOOKS
+    from l2l_core.experiments.reuse import CHAPTERS
 
     for name in ("08_errata", "09_long_horizons"):  # chapter_frame / tuned_baselines look in every one of CHAPTERS
         assert set(CHAPTERS) <= set(NOTEBOOKS[name]), name
@@ -65,8 +65,8 @@ def test_notebooks_that_reuse_chapters_declare_every_chapter_they_may_read():
 
 
 def test_a_chapter_reads_another_chapters_results_but_never_writes_them(tmp_path):
-    from l2l_core.book import chapters, settings
-    from l2l_core.book.reuse import chapter_frame
+    from l2l_core.experiments import setups as chapters, settings
+    from l2l_core.experiments.reuse import chapter_frame
 
     s = settings.settings("03_architectures", "mlp", "smoke", results_dir=tmp_path / "03_architectures")
     with pytest.raises(FileNotFoundError, match=r"run notebooks/02_mnist\.ipynb with the same parameters"):

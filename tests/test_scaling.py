@@ -1,8 +1,8 @@
 """The scaling computation: jobs of a profile from its tables, list scheduling, expected wall time."""
 import pytest
 
-from l2l_core.book import scaling
-from l2l_core.book.settings import TRAINING
+from l2l_core.runtime import scaling
+from l2l_core.experiments.settings import TRAINING
 
 RATES = dict(mlp_trajectory=3.0, mlp_lstm_step=0.005, mlp_baselines_step=0.001, quadratic_trajectory=0.02,
              quadratic_lstm_step=0.0002)
@@ -15,11 +15,11 @@ def test_longest_first_list_scheduling():
     assert scaling.makespan([], 4) == 0
 
 
-def test_the_thesis_profile_has_the_thesis_budgets_as_jobs():
-    inventory = scaling.job_inventory("thesis", RATES)
+def test_the_full_profile_has_the_thesis_budgets_as_jobs():
+    inventory = scaling.job_inventory("full", RATES)
     mnist = inventory[(inventory.notebook == "02_mnist") & (inventory.what == "meta-train")]
-    t = TRAINING["mlp"]["thesis"]
-    from l2l_core.book.chapters import CONTRAST_META_SEEDS
+    t = TRAINING["mlp"]["full"]
+    from l2l_core.experiments.setups import CONTRAST_META_SEEDS
 
     assert len(mnist) == len(t["meta_seeds"]) + min(len(t["meta_seeds"]), CONTRAST_META_SEEDS)  # both inits' LSTMs
     trajectories = t["meta_epochs"] * t["trajectories_per_epoch"]
@@ -30,16 +30,16 @@ def test_the_thesis_profile_has_the_thesis_budgets_as_jobs():
 
 
 def test_more_cores_never_take_longer_and_never_beat_the_floor():
-    table = scaling.scaling_table("thesis", RATES, cores=(2, 4, 16, 64))
+    table = scaling.scaling_table("full", RATES, cores=(2, 4, 16, 64))
     assert table.minutes.is_monotonic_decreasing
     assert (table.minutes >= table.floor_minutes - 1e-9).all()
     with pytest.raises(ValueError, match="rates lacks"):
-        scaling.job_inventory("thesis", {"mlp_trajectory": 1.0})
+        scaling.job_inventory("full", {"mlp_trajectory": 1.0})
 
 
 def test_no_schedule_beats_the_bound_and_the_bound_is_the_work_or_the_longest_job():
-    table = scaling.scaling_table("thesis", RATES, cores=(1, 2, 16, 1024))
-    inventory = scaling.job_inventory("thesis", RATES)
+    table = scaling.scaling_table("full", RATES, cores=(1, 2, 16, 1024))
+    inventory = scaling.job_inventory("full", RATES)
     assert (table.minutes >= table.any_schedule_bound_minutes - 1e-9).all()
     assert (table.across_notebooks_minutes >= table.any_schedule_bound_minutes - 1e-9).all()
     assert table.any_schedule_bound_minutes.iloc[0] == pytest.approx(inventory.seconds.sum() / 60)  # one core

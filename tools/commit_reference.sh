@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Commit each finished reference-run job's files (a job is finished once its provenance file exists), every minute,
-# so that a stopped session loses at most the jobs in flight. Run beside `python -m l2l_core.book.reference train`.
+# so that a stopped session loses at most the jobs in flight. Run beside `python -m l2l_core.experiments.reference train`.
 set -u
 cd "$(dirname "$0")/.."
 while true; do

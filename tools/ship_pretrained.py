@@ -40,7 +40,7 @@ def held_out(frame: pd.DataFrame, optimizer: str, meta_seed: int | None = None) 
 
 def do_nothing_score(lstm, settings: dict, seed: int) -> float:
     """The validation score of never moving, on the validation tasks this seed was selected on."""
-    from l2l_core.book.settings import mlp_family, settings as make_settings
+    from l2l_core.experiments.settings import mlp_family, settings as make_settings
     from l2l_core.training.meta_train import _validation_scores
 
     s = make_settings("02_mnist", "mlp", settings["profile"], init=settings["init"])
@@ -88,7 +88,8 @@ def main() -> None:
         shutil.copyfile(path, FOLDER / f"{args.name}-seed{seed}.pt")
     default = min(seeds, key=lambda k: seeds[k]["validation_summed_loss"])
     claims = collect_claims(args.results)
-    claims = claims[claims.experiment == "02 MNIST"][["setting", "claim", "verdict", "seeds", "ours"]]
+    claims = claims[claims.experiment == "02 MNIST"][["setting", "claim", "verdict", "distance", "distance_lo",
+                                                             "distance_hi", "near_threshold", "ours"]]
     training = {k: settings[k] for k in ("profile", "meta_epochs", "trajectories_per_epoch", "tasks_per_trajectory",
                                          "train_steps", "unroll", "n_val_tasks", "meta_lr", "init", "restarts")
                 if k in settings}

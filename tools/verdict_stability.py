@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from l2l_core.book.report import results_folder
-from l2l_core.errata.verdicts import run_verdict_tables
+from l2l_core.experiments.verdicts import run_verdict_tables
 from l2l_core.evaluation.stability import agreement_table, baseline_gap, pool_tables
 from l2l_core.io import write_frame, write_json
 

@@ -1,2 +1,2 @@
-"""The book: each chapter's experiment (settings, profiles, steps), its figures and tables, the chapter graph
-and ``make reproduce``, and the bench's scaling computation."""
+"""Presentation only: what the book shows of the experiments' results (``views``: figures and display tables;
+``pages``: chapter pages and claims tables; ``report``: the conclusions and reproduction pages; ``plotting``, ``tables``)."""

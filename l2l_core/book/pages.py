@@ -9,8 +9,8 @@ import torch
 
 from l2l_core.book.tables import tidy
 from l2l_core.evaluation.claims import short_number
-from l2l_core.book.experiment import ExperimentResult
-from l2l_core.book.settings import REPO_ROOT, TRAINING, Settings, mlp_family
+from l2l_core.experiments.protocol import ExperimentResult
+from l2l_core.experiments.settings import REPO_ROOT, TRAINING, Settings, mlp_family
 
 LONG_RUN_DIR = REPO_ROOT / "book" / "data" / "long_run"
 STUCK_RATE_DIR = REPO_ROOT / "book" / "data" / "stuck_rate"
@@ -110,9 +110,9 @@ def profile_note(s: Settings):
 
     text = {
         "smoke": "**Profile `smoke`**: a seconds-long pipeline check. Its numbers mean nothing; run `full` for results.",
-        "quick": "**Profile `quick`**: a first answer in minutes, with fewer seeds, tasks and meta-training than `full`.",
-        "full": "**Profile `full`**: the settings the book reports.",
-        "thesis": "**Profile `thesis`**: the thesis code's meta-training budgets (hours; see the method page).",
+        "quick": "**Profile `quick`**: a first answer in minutes, with fewer seeds, tasks and meta-training than "
+                 "`full`. It is not the book's evidence.",
+        "full": "**Profile `full`**: the book's evidence, at the thesis' meta-training budgets (see the method page).",
     }[s.profile]
     plural = lambda k, word: f"{k} {word}{'' if k == 1 else 's'}"
     return Markdown(f"{text} Evaluation: {plural(len(s.seeds) * s.n_tasks, 'held-out task')} per optimizer "
@@ -121,34 +121,67 @@ def profile_note(s: Settings):
                     f"{s.trajectories_per_epoch} trajectories of {s.train_steps} steps (unroll {s.unroll}).")
 
 
-def claims_view(claims: pd.DataFrame, sources: bool = True) -> pd.DataFrame:
-    """The claims table as a reader sees it: one short column per number (the LSTM, the best baseline, their
-    paired difference, each mean [95% CI], kept on one line; seeds holding; diverged runs) instead of claims.csv's
-    ``ours`` text, and the thesis' wording and source unless ``sources`` is False (the conclusions page lists them
-    apart). A claim that was not run says why in its test column."""
-    nbsp = "\u00a0"  # an interval or a name with its value must not break across lines
+def percent_ci(mean, lo, hi) -> str:
+    """A signed distance and its interval in percent of the baseline's mean (the column names the unit), on one line;
+    '' where not tested."""
+    nbsp = "\u00a0"
+    if pd.isna(mean):
+        return ""
+    return f"{100 * mean:+.1f}{nbsp}[{100 * lo:+.1f},{nbsp}{100 * hi:+.1f}]"
+
+
+def seed_strip(per_seed: str) -> str:
+    """Each meta-training seed's distance to the threshold, in percent, sorted: the spread a verdict rests on."""
+    import json
+
+    values = json.loads(per_seed) if isinstance(per_seed, str) and per_seed else []
+    return " ".join(f"{100 * v:+.0f}" for v in sorted(values))
+
+
+def verdict_text(verdict: str, near: bool) -> str:
+    """The verdict, with *near threshold* beside it where the claim's distance is under ``claims.NEAR``."""
+    return f"{verdict} (near threshold)" if near is True or near == "True" else verdict
+
+
+def claims_view(claims: pd.DataFrame, sources: bool = True, lstm: str | None = None) -> pd.DataFrame:
+    """The claims table as a reader sees it: each claim's signed distance to its threshold (percent of the binding
+    baseline's mean; positive on the side the claim states) with its crossed 95% interval and its re-run (seed-
+    cluster) interval, each named baseline's effect, the per-seed estimates, the LSTM's value, diverged runs and the
+    verdict (with near threshold). ``lstm`` names the LSTMs the verdicts are about (budget, seeds). The thesis'
+    wording and source show unless ``sources`` is False. A claim that was not run says why in its test column."""
+    nbsp = "\u00a0"
 
     def ci(mean, lo, hi):
         return "" if pd.isna(mean) else f"{short_number(mean)}{nbsp}[{short_number(lo)},{nbsp}{short_number(hi)}]"
 
     tested = claims["lstm"].notna()
-    rows = claims[["lstm", "lstm_lo", "lstm_hi"]].itertuples(index=False)
-    differences = claims[["difference", "difference_lo", "difference_hi"]].itertuples(index=False)
-    return pd.DataFrame({
+    near = claims["near_threshold"] if "near_threshold" in claims else [False] * len(claims)
+    view = pd.DataFrame({
         "experiment": claims["experiment"], "setting": claims["setting"].fillna(""), "claim": claims["claim"],
         **({"thesis": claims["thesis"], "source": claims["source"]} if sources else {}),
         "test": [test if t else f"{test} ({why})" for t, test, why in zip(tested, claims["test"], claims["ours"])],
-        "LSTM": [ci(*v) for v in rows],
-        "best baseline": [f"{b}{nbsp}{short_number(v)}" if t else "" for t, b, v in
-                          zip(tested, claims["best_baseline"], claims["best_baseline_value"])],
-        "LSTM - best": [ci(*v) for v in differences],
-        "seeds holding": claims["seeds"].fillna(""),
+        "distance, % [95% CI]": [percent_ci(*v) + (f"{nbsp}vs{nbsp}{b}" if t else "") for t, b, v in zip(
+            tested, claims["binding"], claims[["distance", "distance_lo", "distance_hi"]].itertuples(index=False))],
+        "re-run interval, %": [percent_ci(*v) for v in
+                               claims[["distance", "seed_lo", "seed_hi"]].itertuples(index=False)],
+        "per baseline": claims["per_baseline"].fillna(""),
+        "per seed, %": [seed_strip(x) for x in claims["per_seed"]],
+        "LSTM": [ci(*v) for v in claims[["lstm", "lstm_lo", "lstm_hi"]].itertuples(index=False)],
         "diverged runs": [str(int(d)) if t else "" for t, d in zip(tested, claims["diverged_runs"])],
-        "verdict": claims["verdict"],
+        "verdict": [verdict_text(v, n) for v, n in zip(claims["verdict"], near)],
     })
+    if lstm is not None:
+        view.insert(len(view.columns) - 1, "about", [lstm if t else "" for t in tested])
+    return view
 
 
 CLAIM_WIDTHS = {"setting": 8, "claim": 14, "thesis": 14, "test": 11}  # the prose columns of a claims table (em)
+
+
+def lstm_text(s: Settings) -> str:
+    """Which LSTMs a chapter's verdicts are about: meta-training budget and seeds."""
+    return (f"{s.meta_epochs * s.trajectories_per_epoch:,} trajectories, "
+            f"{len(s.meta_seeds)} seed{'' if len(s.meta_seeds) == 1 else 's'}")
 
 
 def glue_result(result: ExperimentResult) -> None:
@@ -156,7 +189,8 @@ def glue_result(result: ExperimentResult) -> None:
     from myst_nb import glue
 
     name = result.settings.name
-    glue(f"{name}.claims", tidy(claims_view(result.claims), widths=CLAIM_WIDTHS), display=False)
+    glue(f"{name}.claims", tidy(claims_view(result.claims, lstm=lstm_text(result.settings)), widths=CLAIM_WIDTHS),
+         display=False)
     for i, row in result.claims.iterrows():
         glue(f"{name}.verdict.{i}", row["verdict"], display=False)
         glue(f"{name}.ours.{i}", row["ours"], display=False)

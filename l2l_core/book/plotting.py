@@ -118,35 +118,50 @@ def plot_seed_strip(frame: pd.DataFrame, metric: str = "sum@100", col: str = "se
 VERDICT_COLORS = {"holds": "#1b9e77", "does not hold": "#d95f02", "inconclusive": "#7f7f7f", "not run": "#cccccc"}
 
 
-def plot_claims_forest(claims: pd.DataFrame, verdict: str = "verdict_holm", clip=(-100.0, 150.0)):
-    """Every claim in one figure: the paired difference (LSTM minus the best baseline) with its 95% interval, as a
-    percentage of the best baseline's value so that all metrics share one axis; coloured by ``verdict``. An
-    interval reaching past ``clip`` (percent) is cut there and ends in an arrow."""
-    rows = claims[claims["difference"].notna()].reset_index(drop=True)
-    scale = 100 / rows["best_baseline_value"].abs()
+def claim_label(row, width: int = 34) -> str:
+    """A claim's short label for a figure: its setting (or chapter) and the test, cut to ``width`` characters."""
+    text = f"{row['setting']}: {row['test']}" if row["setting"] else str(row["test"])
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
-    def short(text, n):
-        return text if len(text) <= n else text[: n - 1] + "..."
 
-    labels = [short(f"{e}, {s}: " if s else f"{e}: ", 48) + short(c, 52)
-              for e, s, c in zip(rows["experiment"], rows["setting"].fillna(""), rows["claim"])]
-    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.34 * len(rows)), constrained_layout=True)
-    lo_clip, hi_clip = clip
-    for y, row in rows.iterrows():
+def plot_claims_forest(claims: pd.DataFrame, verdict: str = "verdict_holm"):
+    """Every tested claim in one figure, grouped by chapter: its signed distance to its threshold (percent of the
+    binding baseline's mean; > 0 on the side the claim states, so the threshold is 0 for every claim) with the
+    crossed 95% interval (thick) and the Holm-adjusted one (thin, where present), the near-threshold band
+    (+-``claims.NEAR``) shaded, coloured by ``verdict``. The axis is fitted to the intervals."""
+    from l2l_core.evaluation.claims import NEAR
+
+    rows = claims[claims["distance"].notna()].reset_index(drop=True)
+    lo_col, hi_col = ("adjusted_lo", "adjusted_hi") if "adjusted_lo" in rows else ("distance_lo", "distance_hi")
+    ys, labels, y, previous = [], [], 0, None
+    for _, row in rows.iterrows():
+        if row["experiment"] != previous:  # a chapter heading row
+            if previous is not None:
+                y += 0.6
+            labels.append((y, row["experiment"], True))
+            y += 1
+            previous = row["experiment"]
+        ys.append(y)
+        labels.append((y, claim_label(row), False))
+        y += 1
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.3 * y), constrained_layout=True)
+    for y_, (_, row) in zip(ys, rows.iterrows()):
         color = VERDICT_COLORS.get(row[verdict], "black")
-        lo, hi, mid = (row[k] * scale[y] for k in ("difference_lo", "difference_hi", "difference"))
-        ax.plot([max(lo, lo_clip), min(hi, hi_clip)], [y, y], "-", color=color, lw=2)
-        if lo_clip <= mid <= hi_clip:
-            ax.plot(mid, y, "o", color=color)
-        for end, edge, marker in ((lo, lo_clip, "<"), (hi, hi_clip, ">")):
-            if (end < edge) if marker == "<" else (end > edge):
-                ax.plot(edge, y, marker, color=color)
-    ax.set_xlim(lo_clip - 5, hi_clip + 5)
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("LSTM minus best baseline, % of the baseline, 95% CI\n"
-                  "(< 0: the LSTM's loss is lower; arrow: the interval goes on)")
+        ax.plot([100 * row[lo_col], 100 * row[hi_col]], [y_, y_], "-", color=color, lw=1)
+        ax.plot([100 * row["distance_lo"], 100 * row["distance_hi"]], [y_, y_], "-", color=color, lw=3)
+        ax.plot(100 * row["distance"], y_, "o", color=color)
+    ends = 100 * pd.concat([rows[lo_col], rows[hi_col], rows["distance_lo"], rows["distance_hi"]]).dropna()
+    lo, hi = (min(ends.min(), -100 * NEAR), max(ends.max(), 100 * NEAR)) if len(ends) else (-10, 10)
+    pad = 0.05 * (hi - lo)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.axvspan(-100 * NEAR, 100 * NEAR, color="#999999", alpha=0.15, lw=0, label="near threshold")
+    ax.axvline(0, color="black", lw=1)
+    ax.set_yticks([y_ for y_, _, _ in labels], [text for _, text, _ in labels], fontsize=9)
+    for tick, (_, _, heading) in zip(ax.get_yticklabels(), labels):
+        tick.set_fontweight("bold" if heading else "normal")
+    ax.set_ylim(y - 0.4, -0.6)
+    ax.set_xlabel("distance to the claim's threshold, % of the baseline's mean (> 0: on the claim's side)\n"
+                  "thick: 95% CI; thin: Holm-adjusted CI; shaded: near threshold")
     for name, color in VERDICT_COLORS.items():
         if name in set(rows[verdict]):
             ax.plot([], [], "o-", color=color, label=name)

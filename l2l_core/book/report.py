@@ -9,31 +9,71 @@ from pathlib import Path
 import pandas as pd
 
 from l2l_core.book.tables import tidy
-from l2l_core.book.pages import CLAIM_WIDTHS, claims_view, collect_claims
-from l2l_core.book.settings import REPO_ROOT
+from l2l_core.book.pages import collect_claims
+from l2l_core.experiments.registry import CHAPTERS
+from l2l_core.experiments.settings import REPO_ROOT
 
 __all__ = ["collect_claims", "glue_conclusions", "machine_info", "timings_table", "bench_table", "scaling_table"]
 
 
+# a claim's chapter ('02 MNIST' -> '02') -> its page, which holds the claim's full row
+CHAPTER_PAGES = {name[:2]: f"{name}.ipynb" for name in CHAPTERS}
+
+
+def conclusions_view(claims: pd.DataFrame) -> pd.DataFrame:
+    """The conclusions table (after ``claims.holm_verdicts`` and ``repeatability.add_repeatability``): per claim its
+    distance to the threshold with the crossed and the Holm-adjusted 95% intervals, the re-run interval, the verdict
+    (Holm) with near threshold, its repeatability R [range] and the seeds the seed rule asks for. The full row is on
+    the claim's chapter page (linked)."""
+    from l2l_core.book.pages import percent_ci, verdict_text
+
+    def r_text(r, lo, hi):
+        return "" if pd.isna(r) else f"{r:.2f}\u00a0[{lo:.2f},\u00a0{hi:.2f}]"
+
+    def seeds_text(n, tasks, capped):
+        if pd.isna(n):
+            return ""
+        return f"{int(n)}" + (f" (tasks x{int(tasks)})" if tasks and tasks > 1 else "") + (" (capped)" if capped else "")
+
+    link = [f"[{e}]({CHAPTER_PAGES.get(e[:2], '')})" if e[:2] in CHAPTER_PAGES else e for e in claims["experiment"]]
+    return pd.DataFrame({
+        "chapter": link, "setting": claims["setting"].fillna(""), "test": claims["test"],
+        "distance, % [95% CI]": [percent_ci(*v) for v in claims[["distance", "distance_lo", "distance_hi"]]
+                                 .itertuples(index=False)],
+        "Holm-adjusted CI, %": [percent_ci(*v) for v in claims[["distance", "adjusted_lo", "adjusted_hi"]]
+                                .itertuples(index=False)],
+        "re-run interval, %": [percent_ci(*v) for v in claims[["distance", "seed_lo", "seed_hi"]]
+                               .itertuples(index=False)],
+        "verdict": [verdict_text(v, n) for v, n in zip(claims["verdict_holm"], claims["near_threshold"])],
+        "R": [r_text(*v) for v in claims[["R", "R_lo", "R_hi"]].itertuples(index=False)],
+        "seeds needed": [seeds_text(*v) for v in claims[["seeds_needed", "tasks_needed", "capped"]]
+                         .itertuples(index=False)],
+    })
+
+
 def glue_conclusions(claims: pd.DataFrame) -> pd.DataFrame:
-    """Holm across every claim of the book, then glue the counts of the adjusted verdicts and the whole table.
-    Returns the table with the adjusted columns (``claims.holm_verdicts``)."""
+    """Holm within each family (the thesis' claims; the book's own contrasts), repeatability per claim, then glue the
+    counts of the thesis family's adjusted verdicts, near-threshold and capped counts, and the tables. Returns the
+    table with the adjusted and repeatability columns."""
     from myst_nb import glue
 
     from l2l_core.evaluation.claims import holm_verdicts
+    from l2l_core.evaluation.repeatability import add_repeatability
 
-    claims = holm_verdicts(claims)
-    counts = claims["verdict_holm"].value_counts()
-    glue("conclusions.n", str(len(claims)), display=False)
+    claims = add_repeatability(holm_verdicts(claims))
+    thesis = claims[claims["family"].fillna("thesis") == "thesis"]
+    counts = thesis["verdict_holm"].value_counts()
+    glue("conclusions.n", str(len(thesis)), display=False)
     for verdict in ("holds", "does not hold", "inconclusive"):
         glue(f"conclusions.{verdict.replace(' ', '_')}", str(int(counts.get(verdict, 0))), display=False)
+    glue("conclusions.near", str(int((thesis["near_threshold"] == True).sum())), display=False)  # noqa: E712
+    glue("conclusions.capped", str(int(thesis["capped"].sum())), display=False)
     glue("conclusions.profiles", ", ".join(sorted(set(claims["profile"]))), display=False)
-    # two tables, so the thesis' long quotes do not squeeze the verdicts: the verdicts, then where each claim comes from
-    table = claims_view(claims, sources=False).rename(columns={"verdict": "verdict (this claim alone)"})
-    table["verdict (Holm, the book's)"] = claims["verdict_holm"]
-    glue("conclusions.table", tidy(table, widths=CLAIM_WIDTHS), display=False)
-    glue("conclusions.sources", tidy(claims[["experiment", "claim", "thesis", "source"]]), display=False)
-    glue("conclusions.tested", str(int(claims["p_holds"].notna().sum())), display=False)
+    glue("conclusions.table", tidy(conclusions_view(thesis), widths={"test": 11}), display=False)
+    contrast = claims[claims["family"] == "contrast"]
+    glue("conclusions.contrasts", tidy(conclusions_view(contrast), widths={"test": 11}), display=False)
+    glue("conclusions.sources", tidy(thesis[["experiment", "claim", "thesis", "source"]]), display=False)
+    glue("conclusions.tested", str(int(thesis["p_holds"].notna().sum())), display=False)
     return claims
 
 
@@ -122,7 +162,7 @@ def bench_table(path: str | Path = BENCH_FILES[0]) -> pd.DataFrame:
 
 
 def scaling_table(path: str | Path = REPO_ROOT / "bench" / "results.json") -> pd.DataFrame:
-    """The latest `make bench`'s expected wall times on 2/16/64 cores (``l2l_core.book.scaling``), in minutes, with the
+    """The latest `make bench`'s expected wall times on 2/16/64 cores (``l2l_core.runtime.scaling``), in minutes, with the
     machine whose unit costs they use and its 1 x 2 vs 2 x 1 jobs measurement in ``attrs``; empty if none."""
     path = Path(path)
     data = json.loads(path.read_text()) if path.is_file() else {}
@@ -159,9 +199,9 @@ def verdict_table(results_root: str | Path) -> pd.DataFrame:
 
     root = Path(results_root)
     claims = holm_verdicts(collect_claims(root))
-    claims["difference [95% CI]"] = [f"{d:.3g} [{lo:.3g}, {hi:.3g}]" for d, lo, hi in
-                                     zip(claims["difference"], claims["difference_lo"], claims["difference_hi"])]
-    table = claims[_KEY + ["verdict_holm", "difference [95% CI]", "seeds"]].rename(columns={"verdict_holm": "verdict"})
+    claims["distance [95% CI]"] = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
+                                   zip(claims["distance"], claims["distance_lo"], claims["distance_hi"])]
+    table = claims[_KEY + ["verdict_holm", "distance [95% CI]"]].rename(columns={"verdict_holm": "verdict"})
     table.insert(0, "part", "claims")
     errata = root / "08_errata" / "errata.csv"
     if errata.is_file():
@@ -170,31 +210,6 @@ def verdict_table(results_root: str | Path) -> pd.DataFrame:
                            verdict=rows["with defect"] + " / " + rows["fixed"])[["part", *_KEY, "verdict"]]
         table = pd.concat([table, rows], ignore_index=True)
     return table.fillna("")
-
-
-def run_claim_data(results_root: str | Path) -> list:
-    """Every tested claim of one run as ``claims.ClaimData`` (what its verdict is decided on), in the book's order:
-    each experiment chapter's claims from its settings and losses; claims on a setting the run skipped are left out."""
-    from l2l_core.book.chapters import SETUPS
-    from l2l_core.book.settings import load_settings
-    from l2l_core.evaluation.claims import claim_data
-    from l2l_core.io import read_frame
-
-    root = Path(results_root)
-    data = []
-    for chapter, setup in SETUPS.items():
-        folder = root / chapter
-        if not (folder / "losses.parquet").is_file():
-            continue
-        frame = read_frame(folder / "losses.parquet")
-        present = set(frame["setting"]) if "setting" in frame else None
-        s = load_settings(folder)
-        for claim in setup(s)[1]:
-            if present is None or claim.setting is None or claim.setting in present:
-                data.append(claim_data(frame, claim.capped(s.steps)))  # as the chapter decided it (Experiment.result)
-    if not data:
-        raise FileNotFoundError(f"results_root={str(results_root)!r} holds no experiment chapter's losses.parquet")
-    return data
 
 
 def compare_verdicts(a: pd.DataFrame, b: pd.DataFrame, labels=("A", "B")) -> pd.DataFrame:

@@ -165,7 +165,7 @@ def compare(optimizers: dict, family, seeds=(0,), progress: bool = False, **kwar
 def compare_together(comparisons: list["Comparison"]) -> list[pd.DataFrame]:
     """The frames of several :class:`Comparison` objects (each what ``compare`` gives), their jobs submitted as one
     batch so that no worker waits for another comparison's last job."""
-    from l2l_core import jobs
+    from l2l_core.runtime import jobs
 
     results = jobs.run_batches([(c.job, c.items, f"evaluate {c.job.family.describe()}") for c in comparisons])
     return [c.assemble(frames) for c, frames in zip(comparisons, results)]
@@ -182,7 +182,7 @@ class Comparison:
     @classmethod
     def plan(cls, optimizers: dict, family, seeds=(0,), progress: bool = False, **kwargs) -> "Comparison":
         """The jobs of ``compare(optimizers, family, seeds, progress, **kwargs)``; bad input is refused here."""
-        from l2l_core import jobs
+        from l2l_core.runtime import jobs
 
         for optimizer in optimizers.values():  # refuse bad input here, not on a worker
             if not isinstance(optimizer, dict):

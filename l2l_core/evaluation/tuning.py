@@ -95,7 +95,7 @@ def tune_learning_rate(name: str, family, n_tasks: int = 20, steps: int = 100, s
 def tune_all(family, names=tuple(BASELINES), **kwargs) -> dict[str, TuningResult]:
     """Tune every baseline in ``names`` on the same validation tasks, each as itself; the memory the stacked runs
     freed is handed back to the OS (a notebook's kernel tunes, then waits on its workers)."""
-    from l2l_core.memory import release_freed_memory
+    from l2l_core.runtime.memory import release_freed_memory
 
     tuned = {name: tune_learning_rate(name, family, **kwargs) for name in names}
     release_freed_memory()

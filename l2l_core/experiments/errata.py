@@ -19,15 +19,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from l2l_core.evaluation.claims import Claim, Part, check_claims
+from l2l_core.evaluation.claims import Claim, Part, check_claims, claim_data
+from l2l_core.evaluation.defect_effects import defect_effect, holm_effects
 from l2l_core.tasks.data import DatasetNotFoundError
 from l2l_core.evaluation.evaluate import LSTM_LABEL, Comparison, compare, compare_together
-from l2l_core.book.chapters import lstms_at_budget, mnist_like_setup, mnist_lstms, mnist_setup
-from l2l_core.book.lstms import TrainedLSTMs, plan_seeds, train_together
-from l2l_core.book.settings import Settings, peak_rss_mb, setting_label
+from l2l_core.experiments.setups import lstms_at_budget, mnist_like_setup, mnist_lstms, mnist_setup
+from l2l_core.experiments.lstms import TrainedLSTMs, plan_seeds, train_together
+from l2l_core.experiments.settings import Settings, setting_label
 from l2l_core.io import write_frame, write_json
+from l2l_core.runtime.memory import peak_rss_mb
 from l2l_core.errata.defects import EMNIST_DEFECT_CONFIG, SHARED_STATE, as_tuned_by_sgd, thesis_loop_segments
-from l2l_core.book.reuse import CHAPTERS, chapter_frame, tuned_baselines
+from l2l_core.experiments.reuse import CHAPTERS, chapter_frame, tuned_baselines
 
 DEFECTS = {
     "a": "baselines tuned as SGD",
@@ -44,7 +46,7 @@ def errata_budget(s: Settings) -> dict:
     return dict(seeds=s.meta_seeds, trajectories=s.errata_trajectories)
 
 
-def _arms(s: Settings) -> dict:
+def defect_arms(s: Settings) -> dict:
     """Every set of LSTMs this chapter meta-trains, by file name, with its family and ``meta_train`` options: (b)'s
     EMNIST Letters arms without and with preprocessing, (c)'s thesis-loop schedule and (d)'s shared state on MNIST
     (the fixed arms of (c) and (d) are chapter 02's LSTMs)."""
@@ -57,9 +59,9 @@ def _arms(s: Settings) -> dict:
 
 
 def _train(s: Settings, names, progress: bool) -> list[TrainedLSTMs]:
-    """The LSTMs of arms ``names`` (keys of ``_arms``), their seeds still to train run as one batch of jobs; reused
+    """The LSTMs of arms ``names`` (keys of ``defect_arms``), their seeds still to train run as one batch of jobs; reused
     where already trained (by ``meta_train_all`` or an earlier run)."""
-    arms = _arms(s)
+    arms = defect_arms(s)
     return train_together([plan_seeds(arms[name][0], s, _folder(s), name, progress=progress, **arms[name][1],
                                       **errata_budget(s)) for name in names])
 
@@ -67,7 +69,7 @@ def _train(s: Settings, names, progress: bool) -> list[TrainedLSTMs]:
 def meta_train_all(s: Settings, progress: bool = True) -> dict[str, TrainedLSTMs]:
     """Every LSTM of defects (b)-(d), meta-trained (or reused) as one batch of jobs, so that both workers stay busy
     across the arms; the defects' re-runs then read them. Same LSTMs as when each re-run trains its own."""
-    names = list(_arms(s))
+    names = list(defect_arms(s))
     return dict(zip(names, _train(s, names, progress)))
 
 
@@ -81,12 +83,6 @@ class ErrataResult:
     notes: dict = field(default_factory=dict)   # defect letter -> computed sentence
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
-
-    def figure(self, defect: str):
-        from l2l_core.book.plotting import plot_losses
-
-        frame = self.frames[defect]
-        return plot_losses(frame, col="panel", title=f"({defect}) {DEFECTS[defect]}", wrap=4)
 
 
 def _compare_lstms(arms: list[dict], family, s: Settings, progress: bool) -> list[pd.DataFrame]:
@@ -102,12 +98,15 @@ def _on_off_rows(defect: str, claims: list[Claim], with_defect: pd.DataFrame, fi
     on = check_claims(with_defect, claims)
     off = check_claims(fixed, claims)
     rows = []
-    for (_, a), (_, b) in zip(on.iterrows(), off.iterrows()):
+    for claim, (_, a), (_, b) in zip(claims, on.iterrows(), off.iterrows()):
         survives = {"holds": "yes", "does not hold": "no", "inconclusive": "uncertain"}.get(b["verdict"], "not run")
+        try:  # the defect's effect itself: the paired contrast of the arms on the claim's distance
+            effect = defect_effect(claim_data(with_defect, claim), claim_data(fixed, claim))
+        except ValueError as error:  # arms on different seeds or tasks: no paired test
+            effect = {"delta": math.nan, "p_effect": math.nan, "p_equivalent": math.nan, "why_not_paired": str(error)}
         rows.append({"defect": f"({defect}) {DEFECTS[defect]}", "experiment": a["experiment"], "setting": a["setting"],
                      "claim": a["claim"], "metric": a["metric"], "with defect": a["verdict"], "fixed": b["verdict"],
-                     "ours with defect": a["ours"], "ours fixed": b["ours"], "survives the fix": survives,
-                     "defect changes the verdict": "yes" if a["verdict"] != b["verdict"] else "no"})
+                     "ours with defect": a["ours"], "ours fixed": b["ours"], "survives the fix": survives, **effect})
     return rows
 
 
@@ -253,7 +252,7 @@ def errata_result(s: Settings, runs: dict[str, DefectRun]) -> ErrataResult:
     """The on/off claim table from each defect's re-run (``runs``: letter -> DefectRun), written to the results."""
     out = _folder(s)
     write_json(s.to_dict(), out / "settings.json")
-    table = pd.DataFrame([row for run in runs.values() for row in run.rows])
+    table = holm_effects(pd.DataFrame([row for run in runs.values() for row in run.rows]))  # Holm across the table
     table.insert(1, "profile", s.profile)
     write_frame(table, out / "errata.csv")
     for defect, run in runs.items():
@@ -274,19 +273,24 @@ def run_errata(s: Settings, progress: bool = True) -> ErrataResult:
                              "d": rerun_mnist_with("d", s, progress)})
 
 
-ERRATA_COLUMNS = ["defect", "experiment", "setting", "claim", "with defect", "fixed", "survives the fix"]
+ERRATA_COLUMNS = ["defect", "experiment", "setting", "claim", "with defect", "fixed", "survives the fix",
+                  "effect on the distance, % [95% CI]", "the defect's effect (Holm)"]
 
 
 def glue_errata(result: ErrataResult) -> None:
     """Glue the summary table, the detailed numbers, the counts and each defect's note for the book."""
     from myst_nb import glue
 
-    table = result.table
+    table = result.table.copy()
+    table["effect on the distance, % [95% CI]"] = [
+        "" if pd.isna(d) else f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        for d, lo, hi in zip(table["delta"], table.get("delta_lo", math.nan), table.get("delta_hi", math.nan))]
+    table["the defect's effect (Holm)"] = table["effect"]
     glue("errata.table", table[ERRATA_COLUMNS].style.hide(axis="index"), display=False)
     glue("errata.details", table[["defect", "setting", "claim", "metric", "ours with defect", "ours fixed"]]
          .style.hide(axis="index"), display=False)
     glue("errata.n", str(len(table)), display=False)
-    glue("errata.changed", str(int((table["defect changes the verdict"] == "yes").sum())), display=False)
+    glue("errata.changed", str(int((table["effect"] == "changes it").sum())), display=False)
     for answer in ("yes", "no", "uncertain"):
         glue(f"errata.survives_{answer}", str(int((table["survives the fix"] == answer).sum())), display=False)
     for defect in DEFECTS:

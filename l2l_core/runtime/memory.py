@@ -1,47 +1,52 @@
-"""What `make reproduce` shows while it runs: each notebook's job progress lines in the terminal, the peak memory
-of a notebook's process tree, and the time left by the last run's timings."""
+"""Memory: freed heap handed back to the operating system, and the peak memory of a process tree.
+
+glibc keeps freed heap memory for reuse instead of returning it, so a notebook's kernel that tuned baselines (a few
+hundred MB of tensors, all freed) kept that much resident while its Dask workers ran the next jobs, and an idle
+worker kept its last job's peak while the other one peaked. ``release_freed_memory`` after such a phase returns it.
+``TreeMemory`` samples the peak memory of a notebook's kernel with its workers (``make reproduce`` reports it).
+(The pages that loading torch's CUDA libraries made resident are a process trick: ``process``.)
+"""
 from __future__ import annotations
 
-import contextlib
-import os
+import ctypes
+import ctypes.util
+import functools
 import threading
-from pathlib import Path
-
-import pandas as pd
 
 
-@contextlib.contextmanager
-def job_lines_shown(log: Path, prefix: str):
-    """While the block runs, the notebook's job progress lines (``jobs.report`` appends them to ``log``, named
-    by ``$L2L_JOB_LOG`` for the kernel) are printed here, in the terminal, not into the notebook."""
-    from l2l_core.jobs import LOG_ENV
+@functools.cache
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (Linux reports KiB)."""
+    import resource
 
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    before, os.environ[LOG_ENV] = os.environ.get(LOG_ENV), str(log)
-    stop = threading.Event()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    def follow():
-        with open(log) as handle:
-            while True:
-                finished = stop.is_set()  # read once more after the block ended: nothing is lost
-                for line in handle:
-                    print(prefix + line.rstrip("\n").removeprefix("[jobs] "), flush=True)
-                if finished:
-                    return
-                stop.wait(1.0)
 
-    thread = threading.Thread(target=follow, daemon=True)
-    thread.start()
+def c_library():
+    """The C library, or None where it cannot be loaded."""
     try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        if before is None:
-            os.environ.pop(LOG_ENV, None)
-        else:
-            os.environ[LOG_ENV] = before
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, Windows, musl)."""
+    trim = getattr(c_library(), "malloc_trim", None)
+    if trim is None:
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def release_freed_memory() -> bool:
+    """Return the heap's free pages to the OS (values and results are untouched); False where that is not possible."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 class TreeMemory:
@@ -124,14 +129,3 @@ def _process_kind(process) -> str:
     if any(c in cmd for c in ("cc1plus", "g++", "ninja", "ld ")):
         return "kernel compile"
     return "other"
-
-
-def time_left(previous: pd.DataFrame, names) -> float | None:
-    """Seconds the notebooks ``names`` took in the last run (None if one of them has no earlier time)."""
-    seconds = dict(zip(previous["notebook"], pd.to_numeric(previous["seconds"], errors="coerce")))
-    values = [seconds.get(n, float("nan")) for n in names]
-    return None if any(pd.isna(v) for v in values) else float(sum(values))
-
-
-def minutes_text(seconds: float | None) -> str:
-    return "unknown (no earlier run)" if seconds is None else f"{seconds / 60:.1f} min"

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from l2l_core.book.chapters import SETUPS
-from l2l_core.book.report import run_claim_data
-from l2l_core.book.settings import load_settings
-from l2l_core.errata.chapter import emnist_own_claim
+from l2l_core.experiments.registry import SETUPS
+from l2l_core.experiments.settings import load_settings
+from l2l_core.experiments.errata import emnist_own_claim
 from l2l_core.evaluation.claims import ClaimData, claim_data
 from l2l_core.evaluation.stability import VerdictTable, claims_table
 from l2l_core.io import read_frame
@@ -47,3 +46,23 @@ def run_verdict_tables(results_root: str | Path) -> list[VerdictTable]:
     if errata:
         tables.append(VerdictTable("errata", tuple(d for _, d in errata), tuple(l for l, _ in errata), holm=False))
     return tables
+
+
+def run_claim_data(results_root: str | Path) -> list:
+    """Every tested claim of one run as ``claims.ClaimData`` (what its verdict is decided on), in the book's order:
+    each experiment chapter's claims from its settings and losses; claims on a setting the run skipped are left out."""
+    root = Path(results_root)
+    data = []
+    for chapter, setup in SETUPS.items():
+        folder = root / chapter
+        if not (folder / "losses.parquet").is_file():
+            continue
+        frame = read_frame(folder / "losses.parquet")
+        present = set(frame["setting"]) if "setting" in frame else None
+        s = load_settings(folder)
+        for claim in setup(s)[1]:
+            if present is None or claim.setting is None or claim.setting in present:
+                data.append(claim_data(frame, claim.capped(s.steps)))  # as the chapter decided it (Experiment.result)
+    if not data:
+        raise FileNotFoundError(f"results_root={str(results_root)!r} holds no experiment chapter's losses.parquet")
+    return data

@@ -79,39 +79,26 @@ def client(setting: str | None = None):
     return _clients[setting]
 
 
-# What a local worker process imports before it forks: the modules whose functions the package runs as jobs, and
-# what those jobs import on first use (torch.optim imports torch._dynamo, with Triton, when the first optimizer is
-# made; results are written as parquet). Their pages are then shared copy-on-write by every worker instead of paid
-# by each. Measured on the 2-vCPU AMD EPYC: two workers after importing torch and the job modules took 908 MB (PSS)
-# when spawned, 520 MB (server included) when forked; two workers each meta-training three MNIST trajectories peaked
-# at 1,247 MB, and at 986 MB with torch._dynamo preloaded too. A module that a torch version lacks is skipped.
-# ``lean_process`` comes first: it keeps Triton out and returns the CUDA libraries' pages (see there).
-WORKER_PRELOAD = ("l2l_core.lean_process", "torch", "torch._dynamo", "pyarrow.parquet", "pyarrow.pandas_compat",
-                  "l2l_core.book.lstms", "l2l_core.evaluation.evaluate")
 _worker_env_keys: set = set()
 
 
 def start_local_cluster(workers: int):
     """Start (or replace) the ``local`` Dask cluster with ``workers`` single-task worker processes.
 
-    The workers fork (where the OS has a forkserver; on Windows each is spawned) from a multiprocessing forkserver
-    that has imported ``WORKER_PRELOAD``. It starts with the first cluster, with the environment Dask gives spawned
-    workers (so threads and hashing are the same), and keeps it: every ``L2L_*`` variable this process has (or had
-    at an earlier start) is handed to each new cluster's workers, set ones with their value, removed ones as ""
-    (which every ``L2L_*`` reader takes as unset).
+    The workers fork from a multiprocessing forkserver that has imported ``process.WORKER_PRELOAD`` (a process
+    trick: with ``L2L_PROCESS_TRICKS=0``, or on Windows, each is spawned). It starts with the first cluster, with the
+    environment Dask gives spawned workers (so threads and hashing are the same), and keeps it: every ``L2L_*``
+    variable this process has (or had at an earlier start) is handed to each new cluster's workers, set ones with
+    their value, removed ones as "" (which every ``L2L_*`` reader takes as unset).
     """
-    import multiprocessing
-
     import dask
     from distributed import Client, LocalCluster
-    from distributed.utils import get_mp_context
+
+    from l2l_core.runtime.process import preload_forkserver
 
     if "local" in _clients:
         _close(_clients.pop("local"))
-    if "forkserver" in multiprocessing.get_all_start_methods():  # not on Windows: there each worker is spawned
-        dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
-        get_mp_context()  # Dask sets its own preload list on its first call only: ours, set next, replaces it
-        multiprocessing.get_context("forkserver").set_forkserver_preload(["distributed", *WORKER_PRELOAD])
+    preload_forkserver()
     # one job per worker at a time, the rest queued on the scheduler: Dask's default (1.1) hands a single-thread
     # worker a second job, which then waits behind a long one while the other worker may be idle
     dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
@@ -142,7 +129,7 @@ def _run_pinned(fn: Callable, item, threads: int):
     hand the memory it freed back to the OS."""
     import torch
 
-    from l2l_core.memory import release_freed_memory
+    from l2l_core.runtime.memory import release_freed_memory
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -16,8 +16,9 @@ import pandas as pd
 from l2l_core.optimizers.baselines import LR_GRID
 from l2l_core.tasks.data import dataset_shape
 from l2l_core.tasks.families import MLPFamily, MLPShape, QuadraticFamily
-from l2l_core.book.chapters import CONTRAST_META_SEEDS, architectures_setup, cifar_svhn_setup, mnist_like_setup, relu_setup
-from l2l_core.book.settings import mlp_family, settings
+from l2l_core.experiments.errata import defect_arms as errata_arms, errata_budget
+from l2l_core.experiments.setups import CONTRAST_META_SEEDS, architectures_setup, cifar_svhn_setup, mnist_like_setup, relu_setup
+from l2l_core.experiments.settings import mlp_family, settings
 
 MNIST_DIM = MLPShape((784, 20, 10)).dim  # the unit of an MLP job's size
 # per-unit costs in seconds, as make bench measures them (keys of ``rates``):
@@ -89,10 +90,12 @@ def job_inventory(profile: str, rates: dict) -> pd.DataFrame:
         add(notebook, "evaluate", jobs)
         add(notebook, "tuning", [tuning])
 
-    seeds = n  # defects b (EMNIST, with and without), c and d (MNIST): one LSTM per seed each
-    letters = mlp_family(m, dataset="emnist_letters")
-    add("08_errata", "meta-train", [_meta_job(m, m.errata_trajectories, _size(f), "mlp", rates)
-                                    for f in [letters] * 2 * seeds + [mnist] * 2 * seeds])
+    e = settings("08_errata", "mlp", profile)
+    budget = errata_budget(e)  # every arm of defects b-d (errata.arms): one LSTM per seed each
+    seeds, families = len(budget["seeds"]), [family for family, _ in errata_arms(e).values()]
+    letters = families[0]
+    add("08_errata", "meta-train", [_meta_job(e, budget["trajectories"], _size(f), "mlp", rates)
+                                    for f in families for _ in budget["seeds"]])
     jobs, _ = _evaluations([letters] * 2 + [mnist] * 3, seeds, m, rates["mlp_lstm_step"], rates["mlp_baselines_step"], tune=False)
     add("08_errata", "evaluate", jobs)
     _, tuning = _evaluations([mnist], 0, m, rates["mlp_lstm_step"], rates["mlp_baselines_step"])  # defect (a): the baselines tuned as SGD

@@ -9,10 +9,10 @@ import pandas as pd
 
 from l2l_core.optimizers.checkpoint import load_optimizer, save_optimizer
 from l2l_core.io import write_frame
-from l2l_core import jobs
+from l2l_core.runtime import jobs
 from l2l_core.training.meta_train import last_attempt, meta_train, same_result_with_restarts, unroll_segments
 
-from l2l_core.book.settings import Settings
+from l2l_core.experiments.settings import Settings
 
 def _digest(*parts) -> str:
     import hashlib

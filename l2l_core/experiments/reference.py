@@ -4,7 +4,7 @@ The stored LSTMs live in ``reference/lstms/<chapter>/`` under the same file name
 so a chapter reuses them as it reuses its own (``SeedJob.done``). Each LSTM is one job; a job writes its curve,
 snapshots and LSTM (``SeedJob``) and then its provenance (commit, CPU, torch, threads, seconds, attempts): only
 a job with its provenance is done, so a job killed half-way is redone, never read as done.
-Run: ``python -m l2l_core.book.reference train`` (``--chapter``, ``--seeds``, ``--out``; resumes job by job).
+Run: ``python -m l2l_core.experiments.reference train`` (``--chapter``, ``--seeds``, ``--out``; resumes job by job).
 """
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from l2l_core import jobs
+from l2l_core.runtime import jobs
 from l2l_core.io import write_json
 from l2l_core.tasks.families import QuadraticFamily
 from l2l_core.training.meta_train import last_attempt
 
-from l2l_core.book.chapters import CONTRAST_META_SEEDS, mnist_setup, mnist_snapshots
-from l2l_core.book.experiment import lstm_name
-from l2l_core.book.lstms import SeedPlan, plan_seeds
-from l2l_core.book.settings import REPO_ROOT, settings
+from l2l_core.experiments.setups import CONTRAST_META_SEEDS, mnist_setup, mnist_snapshots
+from l2l_core.experiments.protocol import lstm_name
+from l2l_core.experiments.lstms import SeedPlan, plan_seeds
+from l2l_core.experiments.settings import REPO_ROOT, settings
 
 REFERENCE_DIR = REPO_ROOT / "reference"
 PROFILE = "full"
@@ -106,7 +106,7 @@ class RecordedJob:
 
 def arm_plans(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = PROFILE) -> list[tuple[RecordedJob, tuple, str]]:
     """The reference run's jobs as ``(job, seeds still to train, label)`` batches, in start order."""
-    from l2l_core.errata.chapter import _arms, errata_budget
+    from l2l_core.experiments.errata import defect_arms as errata_arms, errata_budget
 
     code = code_version()
     lstms = Path(out) / "lstms"
@@ -137,7 +137,7 @@ def arm_plans(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = P
         elif arm == "08_errata":
             s = settings("08_errata", "mlp", profile)
             budget = errata_budget(s)
-            for name, (family, options) in _arms(s).items():
+            for name, (family, options) in errata_arms(s).items():
                 add(chapter, plan_seeds(family, s, folder, name, seeds=wanted, progress=False, **options,
                                         trajectories=budget["trajectories"]), f"{arm} {name}")
     return batches

@@ -7,17 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from l2l_core.book.tables import tidy
 from l2l_core.evaluation.tuning import tune_all
 from l2l_core.evaluation.claims import Claim, check_claims
 from l2l_core.tasks.data import DatasetNotFoundError
 from l2l_core.evaluation.evaluate import LSTM_LABEL, Comparison, compare_together, summarize
 from l2l_core.io import write_frame, write_json
-from l2l_core.book.plotting import plot_losses
+from l2l_core.runtime.memory import peak_rss_mb
 from l2l_core.tasks.families import MLPFamily
 
-from l2l_core.book.lstms import plan_seeds, train_together
-from l2l_core.book.settings import Settings, peak_rss_mb, setting_label
+from l2l_core.experiments.lstms import plan_seeds, train_together
+from l2l_core.experiments.settings import Settings, setting_label
 
 @dataclass
 class ExperimentResult:
@@ -43,39 +42,6 @@ class ExperimentResult:
             table.insert(0, "setting", setting)
             parts.append(table)
         return pd.concat(parts, ignore_index=True)
-
-    def summary_text(self):
-        """``summary`` with each metric as 'mean [lo, hi]' strings, for display (``tables.tidy``)."""
-        table = self.summary()
-        out = table[["setting", "optimizer", "lr"]].copy()
-        out["lr"] = out["lr"].map(lambda v: "meta-trained" if pd.isna(v) else f"{v:g}")
-        for metric in [c for c in table.columns if f"{c} lo" in table.columns]:
-            out[metric] = [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in
-                           zip(table[metric], table[f"{metric} lo"], table[f"{metric} hi"])]
-        out["diverged runs"] = table["diverged"] if "diverged" in table else 0
-        return tidy(out)
-
-    def figure(self, title: str | None = None):
-        """Loss against step on the held-out tasks, one panel per setting (LSTM: all meta-training seeds)."""
-        return plot_losses(self.frame, col="setting", title=title)
-
-    def training_figure(self):
-        """Meta-training curves: validation summed loss against trajectories seen, one line per seed."""
-        from l2l_core.book.plotting import plot_meta_training
-
-        return plot_meta_training(self.history)
-
-    def tuning_figure(self):
-        """Each baseline's learning-rate grid on the validation tasks, the chosen rate circled."""
-        from l2l_core.book.plotting import plot_tuning
-
-        return plot_tuning(self.tuning)
-
-    def seeds_figure(self, metric: str = "sum@100"):
-        """Each meta-training seed's LSTM (points) against the tuned baselines (lines) on ``metric``."""
-        from l2l_core.book.plotting import plot_seed_strip
-
-        return plot_seed_strip(self.frame, metric if self.settings.steps >= 100 else f"sum@{self.settings.steps}")
 
 
 def lstm_name(family, canonical) -> str:

@@ -21,30 +21,15 @@ import pandas as pd
 
 from l2l_core.checks import check_choice
 from l2l_core.tasks.data import resolve_data_root
-from l2l_core.book.settings import PROFILES, REPO_ROOT
+from l2l_core.experiments.registry import CHAPTERS
+from l2l_core.experiments.settings import PROFILES, REPO_ROOT
 from l2l_core.io import atomic_path, write_frame, write_json
-from l2l_core.book.progress import TreeMemory, minutes_text, job_lines_shown, time_left
+from l2l_core.runtime.memory import TreeMemory
+from l2l_core.runtime.terminal import minutes_text, job_lines_shown, time_left
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-# name -> notebooks whose results it reads (its stamp includes theirs)
-NOTEBOOKS: dict[str, tuple[str, ...]] = {
-    "01_quadratic": (),
-    "02_mnist": (),
-    "03_architectures": ("02_mnist",),
-    "04_relu": ("02_mnist",),
-    "05_mnist_like": ("02_mnist",),
-    "06_cifar_svhn": ("02_mnist",),
-    "07_drop_in": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
-    "08_errata": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
-    # its LSTMs are 02's; its baselines' rates come from whichever of 02-06 tuned the family (reuse.tuned_baselines)
-    "09_long_horizons": ("02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
-    "90_conclusions": ("01_quadratic", "02_mnist", "03_architectures", "04_relu", "05_mnist_like", "06_cifar_svhn"),
-    "99_reproduction": (),
-}
-ALWAYS_RUN = ("99_reproduction",)  # it reports this very run's timings
-USES_SHIPPED_WEIGHTS = ("07_drop_in",)  # notebooks that load l2l_core/pretrained
-# the stored measurements (book/data/<folder>) each notebook shows: a new measurement re-runs only its readers
-READS_BOOK_DATA = {"02_mnist": ("long_run", "stuck_rate"), "99_reproduction": ("rounding_check", "verdict_stability")}
+# name -> notebooks whose results it reads (its stamp includes theirs), in the book's order: from the registry
+NOTEBOOKS: dict[str, tuple[str, ...]] = {c.name: c.reads for c in CHAPTERS.values()}
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
 
@@ -73,14 +58,12 @@ def parameters(name: str, profile: str, out: Path, device: str, relative_to: Pat
     def where(path: Path) -> str:
         return os.path.relpath(path, relative_to) if relative_to is not None else str(path)
 
-    params = {"profile": profile, "device": device}
-    if name in ("07_drop_in", "90_conclusions"):  # they read every chapter's results
-        params = {"profile": profile, "results_root": where(out / "results")}
-    elif name == "99_reproduction":
-        params = {"build_dir": where(out), "profile": profile}
-    else:
-        params["results_dir"] = where(out / "results" / name)
-    return params
+    results = CHAPTERS[name].results
+    if results == "all":  # it reads every chapter's results
+        return {"profile": profile, "results_root": where(out / "results")}
+    if results == "build":
+        return {"build_dir": where(out), "profile": profile}
+    return {"profile": profile, "device": device, "results_dir": where(out / "results" / name)}
 
 
 def show_injected_parameters_only(path: Path) -> None:
@@ -98,9 +81,9 @@ def show_injected_parameters_only(path: Path) -> None:
 
 def input_stamp(name: str, params: dict, stamps: dict) -> str:
     package = [*(REPO_ROOT / "l2l_core").rglob("*.py"), *(REPO_ROOT / "l2l_core").rglob("*.cpp")]
-    if name in USES_SHIPPED_WEIGHTS:  # only these notebooks re-run when the shipped weights change
+    if CHAPTERS[name].shipped_weights:  # only these notebooks re-run when the shipped weights change
         package += [p for p in (REPO_ROOT / "l2l_core" / "optimizers" / "pretrained").iterdir() if p.suffix in (".pt", ".json")]
-    for folder in READS_BOOK_DATA.get(name, ()):
+    for folder in CHAPTERS[name].book_data:
         package += sorted(p for p in (REPO_ROOT / "book" / "data" / folder).glob("*") if p.is_file())
     code = _hash_files(package + [REPO_ROOT / "requirements.txt", NOTEBOOK_DIR / f"{name}.ipynb"])
     blob = json.dumps({"code": code, "params": params, "data": _data_listing(),
@@ -128,7 +111,7 @@ def local_kernel_manager():
     The kernel is this interpreter whatever a "python3" kernelspec names: a user's own spec may point at another
     environment, and the kernels that ``build_kernels`` compiled are reused only from the same interpreter path
     (torch's extension build records the include paths it was given, and rebuilds when they differ).
-    Each kernel imports ``l2l_core.lean_process`` before the first cell, which keeps Triton out (nothing in the book
+    Each kernel imports ``l2l_core.runtime.process`` before the first cell, which keeps Triton out (nothing in the book
     compiles) and returns the pages torch's CUDA libraries made resident.
     """
     from ipykernel.kernelspec import get_kernel_dict
@@ -144,7 +127,7 @@ def local_kernel_manager():
         def kernel_spec(self) -> KernelSpec:
             if self._kernel_spec is None:  # ipykernel's own spec for this interpreter (jupyter's "native" one)
                 spec = get_kernel_dict()
-                spec["argv"] = [*spec["argv"], "--IPKernelApp.exec_lines=import l2l_core.lean_process"]
+                spec["argv"] = [*spec["argv"], "--IPKernelApp.exec_lines=import l2l_core.runtime.lean_start"]
                 self._kernel_spec = KernelSpec(name="python3", **spec)
             return self._kernel_spec
 
@@ -203,7 +186,7 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
         params = parameters(name, profile, out, device, relative_to=out)  # the kernels run in the build folder
         stamp = input_stamp(name, params, stamps)
         executed = out / "executed" / f"{name}.ipynb"
-        if force or name in ALWAYS_RUN or not executed.is_file() or stamps.get(name) != stamp:
+        if force or CHAPTERS[name].always_run or not executed.is_file() or stamps.get(name) != stamp:
             todo[name] = (params, stamp)
     print(f"[reproduce] {len(todo)} of {len(NOTEBOOKS)} notebooks to run ({profile}); last run's time for them: "
           f"{minutes_text(time_left(previous, todo))}", flush=True)
@@ -285,7 +268,7 @@ def prepare(out: Path, profile: str = "smoke", device: str = "cpu") -> list[Path
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m l2l_core.book.reproduce", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m l2l_core.runtime.reproduce", description=__doc__)
     parser.add_argument("--profile", default="full", help=f"one of {', '.join(PROFILES)} (default full)")
     parser.add_argument("--out", default=None, help="build folder (default build/<profile>)")
     parser.add_argument("--device", default="cpu")

@@ -15,8 +15,8 @@ import pandas as pd
 
 from l2l_core.evaluation.tuning import TuningResult, tune_all, tuning_from_table
 from l2l_core.checks import check_choice
-from l2l_core.book.chapters import SETUPS
-from l2l_core.book.settings import Settings, setting_label
+from l2l_core.experiments.registry import SETUPS
+from l2l_core.experiments.settings import Settings, setting_label
 from l2l_core.io import read_frame
 
 # the MLP chapters (name -> the function giving its families and claims): the ones later chapters reuse

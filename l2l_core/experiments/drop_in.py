@@ -5,7 +5,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from l2l_core.book.tables import tidy
 from l2l_core.evaluation.tuning import tuning_from_table
 from l2l_core.optimizers.baselines import baseline_label
 from l2l_core.checks import check_int, check_seed
@@ -78,26 +77,3 @@ def tuned_rate(results_root, optimizer: str = "Adam", setting: str = "MNIST 784-
         raise ValueError(f"optimizer={optimizer!r} on setting={setting!r} was not tuned in {path}; "
                          f"settings there: {sorted(tuning.setting.unique())}")
     return rates[optimizer]
-
-
-def provenance_table(name: str = "mnist"):
-    """Each shipped seed of ``name``: its selection score and its held-out summed loss beside the tuned baselines'."""
-    from l2l_core.optimizers.pretrained import provenance
-
-    info = provenance(name)
-    rows = [{"meta-training seed": int(k) if k != str(info["default_seed"]) else f"{k} (default)",
-             "trajectories": info["trajectories"], "validation summed loss (selection)": v["validation_summed_loss"],
-             "held-out summed loss, 100 steps": v["held_out_summed_loss_100_steps"]} for k, v in info["seeds"].items()]
-    rows += [{"meta-training seed": f"{b} (tuned)", "held-out summed loss, 100 steps": value}
-             for b, value in info["held_out_baselines_summed_loss_100_steps"].items()]
-    return tidy(pd.DataFrame(rows))
-
-
-def known_limits(results_root, experiments=("03 architectures", "04 ReLU", "05 MNIST-like", "06 CIFAR-10 / SVHN")):
-    """The book's verdicts on the MNIST-trained LSTM away from its training family (one row per claim)."""
-    from l2l_core.book.pages import collect_claims
-
-    claims = collect_claims(results_root)
-    claims = claims[claims.experiment.isin(experiments)]
-    return tidy(claims[["setting", "claim", "verdict", "seeds", "ours"]].rename(
-        columns={"seeds": "holds for seeds", "ours": "numbers"}))

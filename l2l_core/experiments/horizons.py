@@ -18,10 +18,11 @@ import pandas as pd
 
 from l2l_core.tasks.data import DatasetNotFoundError
 from l2l_core.evaluation.evaluate import LSTM_LABEL, Comparison, compare_together, run_optimizer, with_meta_seed
-from l2l_core.book.chapters import mnist_lstms
-from l2l_core.book.settings import Settings, mlp_family, peak_rss_mb, setting_label
+from l2l_core.experiments.setups import mnist_lstms
+from l2l_core.experiments.settings import Settings, mlp_family, setting_label
 from l2l_core.io import write_frame, write_json
-from l2l_core.book.reuse import tuned_baselines
+from l2l_core.runtime.memory import peak_rss_mb
+from l2l_core.experiments.reuse import tuned_baselines
 from l2l_core.evaluation.stats import crossed_mean_ci
 
 DATASETS = ("mnist", "fashion_mnist", "emnist_letters", "cifar10", "svhn")
@@ -128,17 +129,6 @@ class HorizonResult:
     skipped: dict = field(default_factory=dict)
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
-
-    def figures(self, every: int = 5):
-        """Loss against steps and against wall-clock seconds (every ``every``-th step drawn)."""
-        from l2l_core.book.plotting import plot_losses
-
-        thin = self.frame[self.frame.step % every == 0]
-        cost = self.costs.set_index(["setting", "optimizer"])["seconds_per_step"]
-        timed = thin.assign(seconds=thin.step * cost.loc[list(zip(thin.setting, thin.optimizer))].to_numpy())
-        return (plot_losses(thin, col="setting", wrap=2, title="loss against optimizee steps"),
-                plot_losses(timed, col="setting", wrap=2, x="seconds", xlabel="wall-clock seconds (one task)",
-                            title="loss against wall-clock time, per-step cost measured in this run"))
 
 
 @dataclass
