@@ -61,7 +61,7 @@ clean:
 
 # Stored book data (tools/README.md): each target below recomputes one folder of book/data/ (or the shipped weights)
 # that a chapter reads; none of them runs as part of make reproduce.
-.PHONY: long-run stuck-rate rounding-check verdict-stability ship-pretrained
+.PHONY: long-run stuck-rate rounding-check verdict-stability ship-pretrained reference retrain
 
 # book/data/long_run: one LSTM per task kind meta-trained at the thesis' budget (hours; chapter 02, method page).
 long-run: $(STAMP)
@@ -97,3 +97,15 @@ verdict-stability: $(STAMP)
 PRETRAINED_FROM ?= build/full/results
 ship-pretrained: $(STAMP)
 	$(PY) tools/ship_pretrained.py $(PRETRAINED_FROM)
+
+# The reference run (reference/README.md): every missing stored LSTM, resumed job by job, on $(SCHEDULER), with each
+# finished job's files committed as it finishes. Long: many hours on two cores.
+reference: $(STAMP)
+	tools/commit_reference.sh & L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.experiments.reference train; kill %1
+
+# Meta-train the reference run's LSTMs again from scratch into build/retrain (ARM=02_mnist SEEDS="0" for one),
+# on the local cluster or SCHEDULER=tcp://...; compare them with the stored ones by their files and histories.
+RETRAIN_OUT ?= build/retrain
+retrain: $(STAMP)
+	L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.experiments.reference train --out $(RETRAIN_OUT) \
+		$(if $(ARM),--arm $(ARM)) $(if $(SEEDS),--seeds $(SEEDS))
