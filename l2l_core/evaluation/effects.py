@@ -77,6 +77,15 @@ def reml_components(values) -> Components:
     this against a numerical optimiser).
     """
     x = np.asarray(values, dtype=np.float64)
+    lam, _ = _reml_fit(x)
+    S, I = x.shape
+    lam_s, lam_t, lam_e = lam
+    return Components(max(lam_s - lam_e, 0.0) / I, max(lam_t - lam_e, 0.0) / S, lam_e, S, I)
+
+
+def _reml_fit(x: np.ndarray) -> tuple[list[float], list[tuple[list[int], int]]]:
+    """The REML fit of ``reml_components``: (lambda_seeds, lambda_tasks, lambda_error), and its pooling groups, each
+    (the terms that share one mean square, that mean square's df)."""
     S, I = x.shape
     if S < 2 or I < 2:
         raise ValueError(f"values has shape {x.shape}; variance components need at least 2 seeds and 2 tasks")
@@ -97,20 +106,24 @@ def reml_components(values) -> Components:
             continue
         ll = -0.5 * sum(df[k] * math.log(lam[k]) + ss[k] / lam[k] for k in range(3) if df[k])
         if ll > best_ll:
-            best, best_ll = lam, ll
-    lam_s, lam_t, lam_e = best
-    return Components(max(lam_s - lam_e, 0.0) / I, max(lam_t - lam_e, 0.0) / S, lam_e, S, I)
+            best, best_ll = (lam, [(g, sum(df[k] for k in g)) for g in groups]), ll
+    return best
 
 
 def reml_ci(values, confidence: float = 0.95) -> CrossedCI:
-    """Mean of ``values[s, i]`` with the REML fit's standard error and Satterthwaite df (see the module)."""
+    """Mean of ``values[s, i]`` with the REML fit's standard error and Satterthwaite df (see the module).
+
+    SE^2 = (lambda_s + lambda_t - lambda_e) / (S I), a sum of the fit's independent mean squares: one per pooling
+    group, whose coefficient is the sum of its terms' (+1, +1, -1). Satterthwaite's df counts each group once with its
+    pooled df: where the seed term is pooled with the error (sigma_seed = 0), SE^2 = lambda_t / (S I) on the tasks'
+    df alone, not a sum of three terms that are in fact one estimate."""
     x = np.asarray(values, dtype=np.float64)
-    comp = reml_components(x)
+    (lam_s, lam_t, lam_e), groups = _reml_fit(x)
     S, I = x.shape
-    lam_s, lam_t, lam_e = comp.error + I * comp.seed, comp.error + S * comp.task, comp.error
     var = (lam_s + lam_t - lam_e) / (S * I)
-    # Satterthwaite on lambda_s + lambda_t - lambda_e, each an independent mean square on its df
-    terms = lam_s ** 2 / (S - 1) + lam_t ** 2 / (I - 1) + lam_e ** 2 / ((S - 1) * (I - 1))
+    weights = (1.0, 1.0, -1.0)
+    lam = (lam_s, lam_t, lam_e)
+    terms = sum((sum(weights[k] for k in g) * lam[g[0]]) ** 2 / d for g, d in groups if d)
     df = (lam_s + lam_t - lam_e) ** 2 / terms if terms > 0 else float(S * I - 1)
     return _ci(float(x.mean()), math.sqrt(max(var, 0.0)), df, confidence)
 
