@@ -6,8 +6,10 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas only where frames are read: the drop-in optimizer's checkpoints need no pandas
+    import pandas as pd
 
 
 @contextmanager
@@ -39,6 +41,9 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def read_frame(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a parquet (.parquet) or CSV file as a DataFrame."""
+    import pandas as pd
+
     path = Path(path)
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 

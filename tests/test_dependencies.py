@@ -33,8 +33,6 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="l2l_core/io.py imports pandas at the top (optimizers/checkpoint.py imports "
-                   "io.atomic_path); issue 34 part 6 asks it to import pandas inside read_frame only")
 @pytest.mark.parametrize("book", ["installed", "blocked"])
 def test_drop_in_optimizer_needs_no_book_dependency(book):
     """Imported, built with the shipped weights and stepped, in a fresh process: none of the book's packages is
