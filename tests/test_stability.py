@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from l2l_core.evaluation.claims import Claim, Part, check_claim, check_claims, claim_data, decide, holm_verdicts
-from l2l_core.evaluation.stability import (VerdictTable, agreement_table, baseline_gap, claims_table, pool_runs,
-                                           pool_tables, resampled_agreement, rounding_agreement, split_agreement,
-                                           verdicts)
+from l2l_core.evaluation.stability import (VerdictTable, agreement_table, baseline_gap, claims_table, disjoint_pairs,
+                                           pool_runs, pool_tables, resampled_agreement, rounding_agreement,
+                                           split_agreement, verdicts)
 from test_claims import frame_from  # tests/ is on sys.path (rootdir conftest, no package)
 
 CLEAR = Claim("x", "clear", "t", "s", [Part("better")], metric="loss@2", setting="clear")
@@ -57,29 +57,34 @@ def _book_verdicts(runs, rows) -> list[str]:
     return list(holm_verdicts(check_claims(frame, [CLEAR, EDGE]))["verdict_holm"])
 
 
-def test_every_split_is_decided_as_a_run_of_those_lstms_would_be():
+def test_every_pair_of_disjoint_halves_is_decided_as_a_run_of_those_lstms_would_be():
     a, b = two_runs()
     runs = [[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]
     pooled = [claims_table(pool_runs(runs))]
     assert pooled[0].data[0].lstm.shape == (6, 8) and baseline_gap(runs) == 0.0
+    assert pooled[0].data[0].meta_seeds == (0, 1, 2, 0, 1, 2)  # each seed's two versions: rounding twins
     table = split_agreement(pooled)
-    assert table.attrs["pairs"] == math.comb(6, 3) // 2
+    # halves of the 3 distinct seeds: one seed per run, disjoint, each by either version: 3 x 2^2 pairs, all of them
+    assert table.attrs["pairs"] == 3 * 2 ** 2 and table.attrs["exhaustive"] and "all agree" not in table.attrs
     source = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]  # pooled row -> (run, meta seed)
-    agree, all_agree = np.zeros(2), 0
-    for chosen in itertools.combinations(range(6), 3):
-        if 0 not in chosen:
+    agree, opposite, seen = np.zeros(2), np.zeros(2), set()
+    for seed_a, seed_b in itertools.permutations(range(3), 2):
+        if seed_b < seed_a:
             continue
-        rest = [r for r in range(6) if r not in chosen]
-        va = _book_verdicts((a, b), [source[r] for r in chosen])
-        vb = _book_verdicts((a, b), [source[r] for r in rest])
-        assert verdicts(pooled, list(chosen)) == va and verdicts(pooled, rest) == vb
-        agree += np.array(va) == np.array(vb)
-        all_agree += va == vb
-    assert list(table["agree (halves of 3)"]) == list(agree / table.attrs["pairs"])
-    assert table.attrs["all agree"] == {"claims": all_agree / table.attrs["pairs"]}
-    clear, edge = table.iloc[0], table.iloc[1]
-    assert clear["agree (halves of 3)"] == 1.0 and clear["holds (halves of 3)"] == 1.0
-    assert 0.0 < edge["agree (halves of 3)"] < 1.0  # the LSTMs on either side of Adam decide it
+        for run_a, run_b in itertools.product((0, 1), repeat=2):
+            ra, rb = [seed_a + 3 * run_a], [seed_b + 3 * run_b]
+            va = _book_verdicts((a, b), [source[r] for r in ra])
+            vb = _book_verdicts((a, b), [source[r] for r in rb])
+            assert verdicts(pooled, ra) == va and verdicts(pooled, rb) == vb
+            agree += np.array(va) == np.array(vb)
+            opposite += [{x, y} == {"holds", "does not hold"} for x, y in zip(va, vb)]
+            seen.add((tuple(ra), tuple(rb)))
+    key = pooled[0].data[0].meta_seeds
+    assert {(tuple(x[key]), tuple(y[key])) for x, y in disjoint_pairs(pooled)[0]} == seen
+    assert list(table["agree (halves of 1)"]) == list(agree / 12)
+    assert list(table["opposite (halves of 1)"]) == list(opposite / 12)
+    clear = table.iloc[0]
+    assert clear["agree (halves of 1)"] == 1.0 and clear["holds (halves of 1)"] == 1.0
 
 
 def test_every_rounding_pair_gives_each_seeds_two_versions_to_two_runs():
@@ -98,19 +103,21 @@ def test_every_rounding_pair_gives_each_seeds_two_versions_to_two_runs():
     assert ran == (_book_verdicts((a, b), [(0, 0), (0, 1), (0, 2)]), _book_verdicts((a, b), [(1, 0), (1, 1), (1, 2)]))
 
 
-def test_resampling_is_reproducible_and_more_seeds_settle_the_clear_claim():
+def test_resampling_is_reproducible_and_disjoint():
     a, b = two_runs()
     pooled = [claims_table(pool_runs([[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]))]
-    one = resampled_agreement(pooled, 4, draws=30, seed=5)
-    pd.testing.assert_frame_equal(one, resampled_agreement(pooled, 4, draws=30, seed=5))
-    assert one.attrs["pairs"] == 30
-    shares = one[["holds (4 seeds, resampled)", "inconclusive (4 seeds, resampled)", "does not hold (4 seeds, resampled)"]]
+    one = resampled_agreement(pooled, 1, draws=5, seed=5)  # 12 pairs exist: 5 drawn
+    pd.testing.assert_frame_equal(one, resampled_agreement(pooled, 1, draws=5, seed=5))
+    assert one.attrs["pairs"] == 5 and not one.attrs["exhaustive"]
+    shares = one[["holds (1 seeds, disjoint)", "inconclusive (1 seeds, disjoint)", "does not hold (1 seeds, disjoint)"]]
     # three float64 shares of one count: their sum is 1 to a few ulp (2e-16 each) on any CPU
     assert np.allclose(shares.sum(axis=1), 1.0, rtol=0, atol=1e-12)
-    table = agreement_table(pooled, resample_seeds=(4, 8), draws=30)
-    assert list(table["claim"]) == ["clear", "edge", "all at once"] and table.iloc[-1]["part"] == "claims"
-    assert table.iloc[0]["agree (8 seeds, resampled)"] == 1.0
-    assert table.iloc[-1]["agree (halves of 3)"] == split_agreement(pooled).attrs["all agree"]["claims"]
+    with pytest.raises(ValueError, match="3 distinct seeds"):  # two runs of 2 cannot be disjoint among 3 seeds
+        resampled_agreement(pooled, 2)
+    table = agreement_table(pooled, resample_seeds=(1,), draws=30)
+    assert list(table["claim"]) == ["clear", "edge"]  # per verdict only: no "all at once" row
+    assert table.iloc[0]["agree (1 seeds, disjoint)"] == 1.0
+    assert set(table.attrs["pairs"]) == {"agree (rounding pairs of 3)", "agree (halves of 1)", "agree (1 seeds, disjoint)"}
 
 
 def test_pooling_refuses_runs_of_other_claims_and_resampling_bad_arguments():
@@ -124,9 +131,9 @@ def test_pooling_refuses_runs_of_other_claims_and_resampling_bad_arguments():
         pool_runs([run_a, [replace(d, meta_seeds=(0, 1, 7)) for d in run_a]])
     pooled = pool_runs([run_a, [claim_data(b, c) for c in (CLEAR, EDGE)]])
     with pytest.raises(ValueError, match="n_seeds"):
-        resampled_agreement([claims_table(pooled)], 1)
-    with pytest.raises(ValueError, match="even number"):
-        split_agreement([claims_table([replace(pooled[0], lstm=pooled[0].lstm[:5])])])
+        resampled_agreement([claims_table(pooled)], 0)
+    with pytest.raises(ValueError, match="need at least 2"):  # one seed: no two disjoint runs
+        split_agreement([claims_table([replace(pooled[0], lstm=pooled[0].lstm[[0, 3]], meta_seeds=(0, 0))])])
     with pytest.raises(ValueError, match="one label per claim"):
         VerdictTable("x", tuple(pooled), ())
     with pytest.raises(ValueError, match="must name exactly"):
@@ -143,7 +150,7 @@ def test_a_baseline_that_differs_between_runs_is_reported():
     assert baseline_gap(runs) == pytest.approx(0.01, rel=1e-9)
 
 
-def test_a_table_decided_row_by_row_ignores_holm_and_all_tables_are_counted_together():
+def test_a_table_decided_row_by_row_ignores_holm_and_every_table_is_shown():
     a, b = two_runs()
     runs = [[claim_data(f, c) for c in (CLEAR, EDGE)] for f in (a, b)]
     claims = claims_table(pool_runs(runs))
@@ -154,11 +161,8 @@ def test_a_table_decided_row_by_row_ignores_holm_and_all_tables_are_counted_toge
     assert verdicts([claims, alone], rows) == claims.verdicts(rows) + alone.verdicts(rows)
     table = agreement_table(pool_tables([[claims_table(r), VerdictTable("errata", tuple(r), alone.labels, holm=False)]
                                          for r in runs]), resample_seeds=(), draws=1)
-    summary = table[table.claim == "all at once"].set_index("part")["agree (halves of 3)"]
-    assert list(summary.index) == ["claims", "errata", "every verdict"]
-    assert summary["every verdict"] <= min(summary["claims"], summary["errata"])
-    assert len(table) == 4 + 3 and list(table.variant[:4]) == ["", "", "fixed", "fixed"]
-    assert {"agree (rounding pairs of 3)", "agree (halves of 3)"} <= set(table.columns)
+    assert len(table) == 4 and list(table.variant) == ["", "", "fixed", "fixed"]  # no "all at once" rows
+    assert {"agree (rounding pairs of 3)", "agree (halves of 1)", "opposite (halves of 1)"} <= set(table.columns)
 
 
 def test_a_competitor_run_once_per_seed_follows_the_seeds_of_each_recombined_run():

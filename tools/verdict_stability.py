@@ -1,7 +1,7 @@
 """How often would another run give the same verdicts? Decides the book's verdicts again on the LSTMs of two full runs
 pooled: as rounding pairs, as halves and resampled (``l2l_core.evaluation.stability``).
 
-    python tools/verdict_stability.py RESULTS_A RESULTS_B [--resample-seeds 5 10 20] [--draws 500] [--seed 0]
+    python tools/verdict_stability.py RESULTS_A RESULTS_B [--resample-seeds N ...] [--draws 500] [--seed 0]
                                       [--save book/data/verdict_stability --note TEXT]
 
 RESULTS_* are `build/<profile>/results` folders of runs that differ only in what should not matter (float rounding:
@@ -26,7 +26,7 @@ from l2l_core.io import write_frame, write_json
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs=2, type=results_folder)
-    parser.add_argument("--resample-seeds", nargs="*", type=int, default=[5, 10, 20],
+    parser.add_argument("--resample-seeds", nargs="*", type=int, default=[],
                         help="seeds per run of the resampled pairs (default 5 10 20)")
     parser.add_argument("--draws", type=int, default=500, help="resampled pairs of runs per seed count (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")

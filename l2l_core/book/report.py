@@ -33,7 +33,7 @@ def conclusions_view(claims: pd.DataFrame) -> pd.DataFrame:
     def seeds_text(n, tasks, capped):
         if pd.isna(n):
             return ""
-        return f"{int(n)}" + (f" (tasks x{int(tasks)})" if tasks and tasks > 1 else "") + (" (capped)" if capped else "")
+        return f"{int(n)}" + (f" ({int(tasks)} tasks)" if tasks and tasks > 0 else "") + (" (capped)" if capped else "")
 
     link = [f"[{e}]({CHAPTER_PAGES.get(e[:2], '')})" if e[:2] in CHAPTER_PAGES else e for e in claims["experiment"]]
     return pd.DataFrame({
