@@ -36,8 +36,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
+# ONLY="04_relu 05_mnist_like" runs those notebooks; PARAMS="n_tasks=20 meta_seeds=[0,1]" overrides parameters in
+# the notebooks to run that declare them (the chapters that read a changed one run again).
+ONLY ?=
+PARAMS ?=
 reproduce: $(STAMP)
-	L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.runtime.reproduce --profile $(PROFILE)
+	L2L_SCHEDULER=$(SCHEDULER) $(PY) -m l2l_core.runtime.reproduce --profile $(PROFILE) \
+		$(if $(ONLY),--only $(ONLY)) $(foreach p,$(PARAMS),--param '$(p)')
 
 book: $(STAMP)
 	$(PY) -m l2l_core.runtime.reproduce --book-only

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from l2l_core.experiments.settings import PROFILES
+from l2l_core.runtime import reproduce
 from l2l_core.runtime.reproduce import NOTEBOOK_DIR, NOTEBOOKS, check_parameters, parameters
 
 SOURCES = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -43,3 +44,18 @@ def test_chapter_2_runs_another_network_and_unroll_from_its_parameters_alone(tmp
     assert set(claims.setting) == {"MNIST 784-12-10 sigmoid", "MNIST 784-12-10 sigmoid (pytorch init)"}
     assert json.loads((results / "settings.json").read_text())["unroll"] == 5
     assert set(pd.read_csv(results / "tuning.csv").setting) == set(claims.setting)
+
+
+def test_make_reproduce_params_reach_only_the_notebooks_that_declare_them():
+    overrides = reproduce.parse_overrides(["n_tasks=20", "meta_seeds=[0, 1]", "init=pytorch", "hidden=[10,10]"])
+    assert overrides == {"n_tasks": 20, "meta_seeds": [0, 1], "init": "pytorch", "hidden": [10, 10]}
+    per_notebook = reproduce.overrides_for(["01_quadratic", "02_mnist"], overrides)
+    assert per_notebook["02_mnist"] == overrides
+    assert per_notebook["01_quadratic"] == {"n_tasks": 20, "meta_seeds": [0, 1]}  # 01 has no init, no hidden
+
+
+@pytest.mark.parametrize("items, message", [(["n_tasks"], "not NAME=VALUE"), (["hidden=[10]"], "none of the notebooks"),
+                                            (["profile=quick"], "PROFILE=")])
+def test_make_reproduce_refuses_a_param_it_cannot_apply(items, message):
+    with pytest.raises(ValueError, match=message):
+        reproduce.overrides_for(["04_relu"], reproduce.parse_overrides(items))

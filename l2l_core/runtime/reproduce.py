@@ -8,6 +8,7 @@ so an interrupted run resumes where it stopped. Wall times go to ``<out>/timings
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -77,6 +78,45 @@ def show_injected_parameters_only(path: Path) -> None:
         if "parameters" in tags and "remove-cell" not in tags:
             cell["metadata"]["tags"] = [*tags, "remove-cell"]
     nbformat.write(nb, path)
+
+
+# parameters that `make reproduce` derives from its own options: overriding them would break the build folder's layout
+FIXED_BY_THE_RUN = {"profile": "use PROFILE= (--profile)", "device": "use --device",
+                    "results_dir": "use --out", "results_root": "use --out", "build_dir": "use --out"}
+
+
+def parse_overrides(items) -> dict:
+    """``NAME=VALUE`` strings (``--param``, the Makefile's ``PARAMS``) as a dict; a value is read as a Python literal
+    (``20``, ``[0, 1]``, ``None``) where it is one, else kept as text."""
+    overrides = {}
+    for item in items or ():
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"param={item!r} is not NAME=VALUE (e.g. n_tasks=20 or meta_seeds=[0,1])")
+        try:
+            overrides[name.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            overrides[name.strip()] = text.strip()
+    return overrides
+
+
+def overrides_for(names, overrides: dict) -> dict[str, dict]:
+    """Each notebook of ``names`` -> the overrides it declares; refuses an override no notebook of ``names`` takes."""
+    import papermill
+
+    if not overrides:
+        return {name: {} for name in names}
+    fixed = sorted(set(overrides) & set(FIXED_BY_THE_RUN))
+    if fixed:
+        raise ValueError(f"param(s) {fixed} are set by the run itself: " +
+                         "; ".join(f"{k}: {FIXED_BY_THE_RUN[k]}" for k in fixed))
+    declared = {name: set(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))) for name in names}
+    unused = sorted(set(overrides) - set().union(*declared.values()))
+    if unused:
+        allowed = sorted(set().union(*declared.values()))
+        raise ValueError(f"param(s) {unused} are parameters of none of the notebooks to run ({', '.join(names)}); "
+                         f"allowed: {allowed}")
+    return {name: {k: v for k, v in overrides.items() if k in declared[name]} for name in names}
 
 
 def input_stamp(name: str, params: dict, stamps: dict) -> str:
@@ -172,18 +212,23 @@ def build_kernels() -> str:
     return f"[reproduce] fused kernels: {status} ({time.perf_counter() - start:.1f} s)"
 
 
-def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force: bool = False) -> pd.DataFrame:
-    """Execute the notebooks that are out of date; returns and writes the timings table."""
+def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force: bool = False,
+                  overrides: dict | None = None) -> pd.DataFrame:
+    """Execute the notebooks that are out of date; returns and writes the timings table. ``overrides`` (name ->
+    value) replace the profile's value of a parameter in each notebook to run that declares it; they enter the
+    notebooks' stamps, so the chapters that read a changed one run again too."""
     stamp_file = out / "stamps.json"
     stamps = json.loads(stamp_file.read_text()) if stamp_file.is_file() else {}
     timings_file = out / "timings.csv"
     previous = pd.read_csv(timings_file) if timings_file.is_file() else pd.DataFrame(columns=["notebook", "seconds"])
     rows = []
     todo = {}
+    changed = overrides_for([n for n in NOTEBOOKS if not only or n in only], overrides or {})
     for name in NOTEBOOKS:  # first decide what runs, so that the time left can be estimated
         if only and name not in only:
             continue
         params = parameters(name, profile, out, device, relative_to=out)  # the kernels run in the build folder
+        params.update(changed[name])
         stamp = input_stamp(name, params, stamps)
         executed = out / "executed" / f"{name}.ipynb"
         if force or CHAPTERS[name].always_run or not executed.is_file() or stamps.get(name) != stamp:
@@ -273,6 +318,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=None, help="build folder (default build/<profile>)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", nargs="*", help=f"run only these notebooks ({', '.join(NOTEBOOKS)})")
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE",
+                        help="override a parameter in the notebooks to run that declare it (repeatable; "
+                             "a value is a Python literal or text), e.g. --only 04_relu --param n_tasks=20")
     parser.add_argument("--force", action="store_true", help="re-run notebooks even if up to date")
     parser.add_argument("--book-only", action="store_true", help="rebuild the HTML from the executed notebooks")
     parser.add_argument("--prepare", metavar="DIR", help="only write parameterised notebooks into DIR (for nbval)")
@@ -280,13 +328,15 @@ def main(argv=None) -> None:
     check_choice("profile", args.profile, PROFILES)
     for name in args.only or ():
         check_choice("only", name, NOTEBOOKS)
+    overrides = parse_overrides(args.param)
     if args.prepare:
         prepare(Path(args.prepare).resolve(), args.profile, args.device)
         return
     out = Path(args.out) if args.out else REPO_ROOT / "build" / args.profile
     out = out.resolve()
     start = time.perf_counter()
-    timings = None if args.book_only else run_notebooks(args.profile, out, args.device, args.only, args.force)
+    timings = None if args.book_only else run_notebooks(args.profile, out, args.device, args.only, args.force,
+                                                          overrides)
     html = build_book(out)
     print(summary(out, html, timings, time.perf_counter() - start), flush=True)
 
