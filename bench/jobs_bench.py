@@ -100,7 +100,7 @@ def main() -> None:
     rates = {t: unit_costs(t, args.repeats) for t in (1, 2)}
     for t, r in rates.items():
         print(f"unit costs at {t} thread(s): " + ", ".join(f"{k} {v:.3g} s" for k, v in r.items()), flush=True)
-    tables = [scaling.scaling_table(profile, rates[t], args.cores, t) for profile in ("thesis", "full") for t in (1, 2)
+    tables = [scaling.scaling_table(profile, rates[t], args.cores, t) for profile in ("quick", "full") for t in (1, 2)
               if all(c >= t for c in args.cores)]
     table = pd.concat(tables, ignore_index=True)
     print(table.round(1).to_string(index=False), flush=True)

@@ -125,7 +125,7 @@ def test_rerun_skips_notebooks_whose_inputs_did_not_change(smoke_build):
 
 
 def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_path):
-    from l2l_core.book import report
+    from l2l_core.book import report, reproduction
 
     table = report.verdict_table(smoke_build / "results")
     claims = report.collect_claims(smoke_build / "results")
@@ -139,13 +139,13 @@ def test_two_runs_verdicts_side_by_side_flag_every_difference(smoke_build, tmp_p
     subprocess.run([sys.executable, "tools/compare_runs.py", str(smoke_build / "results"), str(smoke_build / "results"),
                     "--labels", "a", "b", "--save", str(tmp_path), "--note", "same run twice"],
                    check=True, cwd=reproduce.REPO_ROOT, capture_output=True)
-    stored, info = report.rounding_check(tmp_path)
+    stored, info = reproduction.rounding_check(tmp_path)
     assert info["differ"] == 0 and info["note"] == "same run twice" and (stored["same verdict"] == "yes").all()
-    assert report.rounding_check(tmp_path / "absent") is None
+    assert reproduction.rounding_check(tmp_path / "absent") is None
 
 
 def test_a_runs_verdicts_are_decided_again_as_the_book_decided_them(smoke_build, tmp_path):
-    from l2l_core.book import report
+    from l2l_core.book import report, reproduction
 
     from l2l_core.experiments.verdicts import run_verdict_tables
 
@@ -162,13 +162,13 @@ def test_a_runs_verdicts_are_decided_again_as_the_book_decided_them(smoke_build,
     subprocess.run([sys.executable, "tools/verdict_stability.py", results, results,
                     "--draws", "4", "--save", str(tmp_path), "--note", "same run twice"],
                    check=True, cwd=reproduce.REPO_ROOT, capture_output=True)
-    shown, info = report.verdict_stability(tmp_path)
+    shown, info = reproduction.verdict_stability(tmp_path)
     assert info["note"] == "same run twice" and info["verdicts"] == {"claims": len(claims.data), "errata": len(decided)}
     assert len(shown) == len(claims.data) + len(decided)  # one row per verdict (no joint "all agree" figure)
     # two distinct seeds, each in two versions (the same run twice): disjoint halves of one seed, 2 x 2 pairs
     assert info["pairs"] == {"agree (rounding pairs of 2)": 2, "agree (halves of 1)": 4}
     assert shown["agree (halves of 1)"].str.endswith("%").all()
-    assert report.verdict_stability(tmp_path / "absent") is None
+    assert reproduction.verdict_stability(tmp_path / "absent") is None
 
 
 def test_the_claims_view_splits_the_numbers_into_columns_and_keeps_why_a_claim_did_not_run():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from l2l_core.book.report import machine_info
+from l2l_core.book.reproduction import machine_info
 from l2l_core.experiments.settings import mlp_family, settings
 from l2l_core.io import write_frame, write_json
 from l2l_core.training.meta_train import RESTART_MIN_GAIN, _validation_scores, is_stuck, meta_train

@@ -1,14 +1,14 @@
 """How often would another run give the same verdicts? Decides the book's verdicts again on the LSTMs of two full runs
-pooled: as rounding pairs, as halves and resampled (``l2l_core.evaluation.stability``).
+pooled: as rounding pairs, as halves on disjoint seed sets and, if asked, resampled (``l2l_core.evaluation.stability``).
 
     python tools/verdict_stability.py RESULTS_A RESULTS_B [--resample-seeds N ...] [--draws 500] [--seed 0]
                                       [--save book/data/verdict_stability --note TEXT]
 
 RESULTS_* are `build/<profile>/results` folders of runs that differ only in what should not matter (float rounding:
 e.g. the kernels built with and without FMA). Prints one row per verdict (claims, then errata rows): for rounding
-pairs, halves and resampled runs, the share of pairs that agree and how often each outcome comes out; then per table
-the share agreeing on all its verdicts. ``--save`` stores the table with ``--note`` where the reproduction page reads
-it.
+pairs, halves (two runs on disjoint seed sets, never a seed's two versions counted as two seeds) and resampled runs
+where asked, the share of pairs that agree and how often each outcome comes out. ``--save`` stores the table with
+``--note`` where the reproduction page reads it.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs=2, type=results_folder)
     parser.add_argument("--resample-seeds", nargs="*", type=int, default=[],
-                        help="seeds per run of the resampled pairs (default 5 10 20)")
+                        help="seeds per run of resampled pairs (default none: resampling a pool of rounding twins "
+                             "counts a seed's two versions as two seeds)")
     parser.add_argument("--draws", type=int, default=500, help="resampled pairs of runs per seed count (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
     parser.add_argument("--save", type=Path, help="store the table and the note here")
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
         write_json({"note": args.note, "results": [str(p) for p in args.results],
                     "verdicts": {t.name: len(t.data) for t in pooled}, "lstms_pooled": lstms, "pairs": table.attrs["pairs"],
                     "resample_seeds": args.resample_seeds, "draws": args.draws, "seed": args.seed,
-                    "baseline_gap": gap}, args.save / "provenance.json")
+                    "baseline_gap": gap, "seed_sets": "disjoint"}, args.save / "provenance.json")
     return 0
 
 

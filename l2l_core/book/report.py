@@ -1,9 +1,6 @@
-"""Tables for the book's results pages: all claim checks, wall times, machine and versions, benchmarks."""
+"""The conclusions page's tables (every claim check, Holm, repeatability) and a run's verdicts for comparing runs."""
 from __future__ import annotations
 
-import json
-import os
-import platform
 from pathlib import Path
 
 import pandas as pd
@@ -11,9 +8,8 @@ import pandas as pd
 from l2l_core.book.tables import tidy
 from l2l_core.book.pages import collect_claims
 from l2l_core.experiments.registry import CHAPTERS
-from l2l_core.experiments.settings import REPO_ROOT
 
-__all__ = ["collect_claims", "glue_conclusions", "machine_info", "timings_table", "bench_table", "scaling_table"]
+__all__ = ["collect_claims", "conclusions_view", "glue_conclusions", "verdict_table", "compare_verdicts"]
 
 
 # a claim's chapter ('02 MNIST' -> '02') -> its page, which holds the claim's full row
@@ -77,108 +73,6 @@ def glue_conclusions(claims: pd.DataFrame) -> pd.DataFrame:
     return claims
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _vector_isa() -> str:
-    """The widest x86 vector extensions the CPU reports (the kernels are compiled for them)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    found = [isa for isa in ("avx512f", "avx2", "fma") if f" {isa}" in flags]
-    return ", ".join(found) or "none of avx512f, avx2, fma"
-
-
-def _kernel_status() -> str:
-    from l2l_core.optimizers import fused
-
-    if fused.kernels() is None:
-        return f"off ({fused.unavailable_reason()})"
-    extra = os.environ.get("L2L_KERNEL_CFLAGS", "")
-    return "on" + (f", extra flags {extra}" if extra else "")
-
-
-def machine_info() -> pd.DataFrame:
-    """What built this book: CPU, cores, memory, Python, torch and the key library versions."""
-    import importlib.metadata as md
-
-    import torch
-
-    rows = {"CPU": _cpu_model(), "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
-            "CUDA available": torch.cuda.is_available(), "Python": platform.python_version(),
-            "platform": platform.platform(), "instruction sets": _vector_isa(), "fused kernels": _kernel_status()}
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        rows["memory"] = f"{pages / 2**30:.1f} GiB"
-    except (ValueError, OSError, AttributeError):
-        pass
-    for package in ("l2l-core", "torch", "torchvision", "numpy", "pandas", "seaborn", "papermill", "jupyter-book"):
-        try:
-            rows[package] = md.version(package)
-        except md.PackageNotFoundError:
-            rows[package] = "not installed"
-    return pd.DataFrame({"item": list(rows), "value": [str(v) for v in rows.values()]})
-
-
-def timings_table(build_dir: str | Path) -> pd.DataFrame:
-    """Wall time per notebook of the last `make reproduce` into ``build_dir`` (plus the total)."""
-    path = Path(build_dir) / "timings.csv"
-    if not path.is_file():
-        return pd.DataFrame({"notebook": [], "seconds": [], "status": []})
-    table = pd.read_csv(path)
-    total = pd.DataFrame([{"notebook": "total (notebooks above)", "seconds": table["seconds"].sum(), "status": ""}])
-    table = pd.concat([table, total], ignore_index=True)
-    table["minutes"] = (table["seconds"] / 60).round(2)
-    table["seconds"] = table["seconds"].round(1)
-    if "peak_mb" in table:  # kernel and its workers, sampled while the notebook ran
-        table["peak_mb"] = table["peak_mb"].round(0)
-    return table
-
-
-BENCH_FILES = (REPO_ROOT / "bench" / "results.json", REPO_ROOT / "bench" / "results-avx2.json")  # make bench, bench-avx2
-
-
-def bench_table(path: str | Path = BENCH_FILES[0]) -> pd.DataFrame:
-    """The latest `make bench` results (median seconds, GFLOP/s, times the matmul floor), or an empty table if none
-    was run; the machine and its kernels' build in ``attrs``."""
-    path = Path(path)
-    if not path.is_file():
-        return pd.DataFrame({"workload": [], "median seconds": []})
-    data = json.loads(path.read_text())
-    rows = [{"workload": name, "median seconds": w["median_s"], "GFLOP/s": w.get("gflop_per_s"),
-             "x matmul floor": w.get("ratio_over_matmul_floor")} for name, w in data["workloads"].items()]
-    table = pd.DataFrame(rows)
-    table.attrs["peak_rss_mb"] = data.get("peak_rss_mb")
-    table.attrs["machine"] = data.get("machine")
-    return table
-
-
-def scaling_table(path: str | Path = REPO_ROOT / "bench" / "results.json") -> pd.DataFrame:
-    """The latest `make bench`'s expected wall times on 2/16/64 cores (``l2l_core.runtime.scaling``), in minutes, with the
-    machine whose unit costs they use and its 1 x 2 vs 2 x 1 jobs measurement in ``attrs``; empty if none."""
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    if "scaling" not in data:
-        return pd.DataFrame({"profile": [], "cores": [], "minutes": []})
-    table = pd.DataFrame(data["scaling"]["table"])
-    table = table.rename(columns={"minutes": "minutes (notebooks in order)",
-                                  "floor_minutes": "floor on any number of cores",
-                                  "across_notebooks_minutes": "minutes (jobs across notebooks)",
-                                  "any_schedule_bound_minutes": "no schedule beats (minutes)"})
-    table.attrs.update(machine=data["scaling"]["machine"], unit_costs=data["scaling"]["unit_costs_s"],
-                       jobs=data.get("jobs"))
-    return table
-
-
-ROUNDING_DIR = REPO_ROOT / "book" / "data" / "rounding_check"
 _KEY = ["experiment", "setting", "claim", "metric"]
 
 
@@ -219,38 +113,3 @@ def compare_verdicts(a: pd.DataFrame, b: pd.DataFrame, labels=("A", "B")) -> pd.
     same = merged[f"verdict ({labels[0]})"] == merged[f"verdict ({labels[1]})"]
     merged["same verdict"] = same.map({True: "yes", False: "NO"})
     return merged.drop(columns="metric").fillna("")
-
-
-def rounding_check(folder: str | Path = ROUNDING_DIR):
-    """The stored float-rounding check (two full runs differing only in rounding, tools/compare_runs.py --save):
-    (side-by-side table, provenance dict), or None when none is stored."""
-    folder = Path(folder)
-    if not (folder / "provenance.json").is_file():
-        return None
-    info = json.loads((folder / "provenance.json").read_text())
-    tables = [pd.read_csv(folder / f"verdicts-{label}.csv").fillna("") for label in info["labels"]]
-    return compare_verdicts(*tables, labels=info["labels"]), info
-
-
-STABILITY_DIR = REPO_ROOT / "book" / "data" / "verdict_stability"
-
-
-def verdict_stability(folder: str | Path = STABILITY_DIR):
-    """The stored verdict-stability table (tools/verdict_stability.py --save) for the page: per verdict how often each
-    outcome came out in the rounding pairs' runs and how often two runs agree (rounding pairs, halves, resampled runs
-    with more seeds), as percentages; with its provenance dict, or None when none is stored."""
-    folder = Path(folder)
-    if not (folder / "provenance.json").is_file():
-        return None
-    from l2l_core.evaluation.stability import LABELS
-
-    info = json.loads((folder / "provenance.json").read_text())
-    table = pd.read_csv(folder / "agreement.csv")
-    text = list(LABELS)
-    # the page shows each measure's agreement, and the outcomes of the rounding pairs' runs (the file keeps them all)
-    other_outcomes = [c for c in table.columns if c not in text and not c.startswith("agree") and "rounding" not in c]
-    table = table.drop(columns=other_outcomes)
-    shares = [c for c in table.columns if c not in text]
-    table[text] = table[text].fillna("")
-    table[shares] = table[shares].map(lambda x: "" if pd.isna(x) else f"{100 * x:.0f}%")
-    return table, info

@@ -1,0 +1,47 @@
+"""The reproduction page reads what is stored: every CPU's bench results, and only the stability measures that are
+not pseudo-replicated."""
+import json
+
+import pandas as pd
+
+from l2l_core.book import reproduction
+
+
+def test_the_page_finds_every_cpus_bench_results(tmp_path):
+    for cpu, names in {"cpu-a": ["results.json", "results-avx2.json"], "cpu-b": ["results.json"], "cpu-c": []}.items():
+        (tmp_path / cpu).mkdir()
+        for name in names:
+            (tmp_path / cpu / name).write_text(json.dumps({
+                "machine": {"cpu": cpu, "instruction_sets": "avx2", "threads": 1, "cores": 2},
+                "workloads": {"trajectory": {"median_s": 0.5}}, "peak_rss_mb": 100}))
+    (tmp_path / "cpu-b" / "results.json").write_text(json.dumps({
+        **json.loads((tmp_path / "cpu-b" / "results.json").read_text()),
+        "scaling": {"machine": {"cpu": "cpu-b", "cores": 2, "instruction_sets": "avx2"}, "unit_costs_s": {},
+                    "table": [{"profile": "full", "cores": 2, "minutes": 10.0}]}}))
+    files = reproduction.bench_files(tmp_path)
+    assert [f"{p.parent.name}/{p.name}" for p in files] == ["cpu-a/results.json", "cpu-a/results-avx2.json",
+                                                            "cpu-b/results.json"]
+    assert len(reproduction.bench_views(tmp_path)) == 2 * len(files)  # a caption and a table each
+    assert len(reproduction.scaling_views(tmp_path)) == 2  # cpu-b only has the jobs part
+    assert "cpu-a" in reproduction.bench_views(tmp_path)[0].data
+    assert len(reproduction.bench_views(tmp_path / "cpu-c")) == 1  # says none is stored
+
+
+def test_stability_measures_that_count_rounding_twins_as_seeds_are_not_shown(tmp_path):
+    labels = ["part", "experiment", "setting", "claim", "variant"]
+    table = pd.DataFrame([["claims", "01", "", "c", "", 1.0, 1.0, 0.6, 0.5, 0.7]],
+                         columns=labels + ["agree (rounding pairs of 5)", "holds (rounding pairs of 5)",
+                                           "agree (halves of 5)", "holds (halves of 5)",
+                                           "agree (5 seeds, resampled)"])
+    table.to_csv(tmp_path / "agreement.csv", index=False)
+    info = {"note": "n", "verdicts": {"claims": 1}, "lstms_pooled": 10,
+            "pairs": {"agree (rounding pairs of 5)": 16, "agree (halves of 5)": 126, "agree (5 seeds, resampled)": 500}}
+    (tmp_path / "provenance.json").write_text(json.dumps(info))
+    shown, shown_info = reproduction.verdict_stability(tmp_path)
+    assert [c for c in shown.columns if c not in labels] == ["agree (rounding pairs of 5)", "holds (rounding pairs of 5)"]
+    assert shown_info["pairs"] == {"agree (rounding pairs of 5)": 16}
+    (tmp_path / "provenance.json").write_text(json.dumps({**info, "seed_sets": "disjoint"}))  # halves on disjoint seeds
+    shown, _ = reproduction.verdict_stability(tmp_path)
+    assert "agree (halves of 5)" in shown.columns and "holds (halves of 5)" not in shown.columns
+    assert not any("resampled" in c for c in shown.columns)
+    assert shown["agree (halves of 5)"].item() == "60%"
