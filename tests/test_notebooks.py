@@ -59,3 +59,15 @@ def test_make_reproduce_params_reach_only_the_notebooks_that_declare_them():
 def test_make_reproduce_refuses_a_param_it_cannot_apply(items, message):
     with pytest.raises(ValueError, match=message):
         reproduce.overrides_for(["04_relu"], reproduce.parse_overrides(items))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_no_notebook_line_is_cut_off_at_the_cells_right_edge(path):
+    """A page shows a code cell's lines unwrapped: at most 100 characters each (markdown too, but for table rows,
+    which a table cannot wrap)."""
+    import nbformat
+
+    long = [(i, len(line)) for i, cell in enumerate(nbformat.read(path, as_version=4).cells)
+            for line in cell.source.splitlines()
+            if len(line) > 100 and not (cell.cell_type == "markdown" and line.lstrip().startswith("|"))]
+    assert not long, f"{path.name}: (cell, length) of lines over 100 characters: {long}"
