@@ -9,6 +9,7 @@ Run: ``python -m l2l_core.experiments.reference train`` (``--chapter``, ``--seed
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -26,10 +27,10 @@ from l2l_core.training.meta_train import last_attempt
 from l2l_core.experiments.setups import CONTRAST_META_SEEDS, mnist_setup, mnist_snapshots
 from l2l_core.experiments.protocol import lstm_name
 from l2l_core.experiments.lstms import SeedPlan, plan_seeds
-from l2l_core.experiments.settings import REPO_ROOT, settings
+from l2l_core.experiments.settings import REFERENCE_PROFILE, REPO_ROOT, settings
 
 REFERENCE_DIR = REPO_ROOT / "reference"
-PROFILE = "full"
+PROFILE = REFERENCE_PROFILE
 # The order the jobs start in: seeds 0-4 of the main MNIST arm, the quadratics and chapter 02's PyTorch-init contrast,
 # then the main arm's seeds 5-9 (the evidence of chapters 02-06 and 09), then the errata arms' seeds 0-4.
 ORDER = (("02_mnist", (0, 1, 2, 3, 4)), ("01_quadratic", (0, 1, 2, 3, 4)),
@@ -143,6 +144,75 @@ def arm_plans(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = P
     return batches
 
 
+def copy_stored_lstms(results_root: Path, out: Path = REFERENCE_DIR) -> list[Path]:
+    """Put the stored LSTMs (with their curves, snapshots and provenance) into a ``full`` run's results folders,
+    ``<results_root>/<chapter>/``, so that its chapters reuse them (``SeedJob.done``) instead of training them
+    again. A file already there is never replaced (a chapter that trained its own keeps it); training states are
+    not copied. Returns the files copied."""
+    import shutil
+
+    copied = []
+    for stored in sorted(Path(out, "lstms").glob("*/*")):
+        if stored.name.startswith(("training_state", ".")) or stored.suffix not in (".pt", ".csv", ".json"):
+            continue
+        target = Path(results_root) / stored.parent.name / stored.name
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.copy")
+        shutil.copy2(stored, tmp)
+        os.replace(tmp, target)  # atomic: a chapter never reads a half-copied file
+        copied.append(target)
+    return copied
+
+
+# What decides an LSTM's rounding: on a machine equal in all of these, a retrained LSTM equals the stored one bit for bit
+MACHINE_KEYS = ("cpu", "cpu_family_model", "instruction_sets", "kernel_flags", "torch", "threads")
+
+
+def compare_lstm(new: Path, stored: Path) -> dict:
+    """One retrained LSTM file beside the stored one: identical weights, else the largest relative difference of a
+    weight tensor (max |new - stored| / max |stored|), and both runs' best validation scores where their curves are
+    there."""
+    import torch
+
+    a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (new, stored))
+    same_keys = a["state_dict"].keys() == b["state_dict"].keys()
+    gap = max((float((a["state_dict"][k] - v).abs().max() / v.abs().max().clamp_min(1e-30))
+               for k, v in b["state_dict"].items()), default=0.0) if same_keys else float("inf")
+    row = {"file": f"{stored.parent.name}/{stored.name}", "identical": same_keys and gap == 0.0,
+           "largest relative difference": gap, "same settings": a["metadata"] == b["metadata"]}
+    stem = stored.name.split("-at")[0].removesuffix(".pt")
+    machines = []
+    for label, folder in (("new", new.parent), ("stored", stored.parent)):
+        history = folder / f"history-{stem}.csv"
+        if history.is_file():
+            row[f"best validation ({label})"] = float(pd.read_csv(history).val_loss_sum.min())
+        provenance = folder / f"provenance-{stem}.json"
+        facts = json.loads(provenance.read_text()) if provenance.is_file() else {}
+        row[f"CPU ({label})"] = f"{facts.get('cpu')} {facts.get('cpu_family_model')}" if facts else "not recorded"
+        machines.append(tuple(facts.get(k) for k in MACHINE_KEYS) if facts else None)
+    row["same machine"] = machines[0] is not None and machines[0] == machines[1]
+    return row
+
+
+def compare(new_out: Path, stored_out: Path = REFERENCE_DIR) -> pd.DataFrame:
+    """Every LSTM file under ``new_out/lstms`` (``make retrain``) beside the stored one of the same name. Where both
+    were trained on the same machine (``MACHINE_KEYS``) they must be identical; elsewhere the table says how far
+    they differ (meta-training is chaotic: another rounding trains another LSTM, an equally valid draw)."""
+    rows = []
+    for new in sorted(Path(new_out, "lstms").glob("*/*.pt")):
+        if new.name.startswith("training_state"):
+            continue
+        stored = Path(stored_out, "lstms", new.parent.name, new.name)
+        rows.append(compare_lstm(new, stored) if stored.is_file()
+                    else {"file": f"{new.parent.name}/{new.name}", "identical": False, "note": "not stored"})
+    if not rows:
+        raise FileNotFoundError(f"--out {str(new_out)!r} holds no retrained LSTM (lstms/<chapter>/*.pt); run "
+                                "`make retrain` (or `... reference train --out DIR`) first")
+    return pd.DataFrame(rows)
+
+
 def train(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = PROFILE) -> None:
     """Meta-train every reference LSTM still missing under ``out`` (jobs on ``L2L_SCHEDULER``, default local)."""
     os.environ.setdefault(jobs.SCHEDULER_ENV, "local")
@@ -158,13 +228,24 @@ def train(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = PROFI
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["train", "status"])
+    parser.add_argument("command", choices=["train", "status", "compare"],
+                        help="train the missing LSTMs into --out; status: what is missing; compare: every LSTM in "
+                             "--out beside the one of the same name in --against (exit 1 if one trained on the "
+                             "same machine differs)")
     parser.add_argument("--arm", action="append", choices=ARMS, help="only these arms (repeatable)")
     parser.add_argument("--seeds", type=int, nargs="+", help="only these meta-training seeds")
     parser.add_argument("--out", type=Path, default=REFERENCE_DIR)
     parser.add_argument("--profile", default=PROFILE, help="the book's 'full' (default); 'smoke' to check it")
+    parser.add_argument("--against", type=Path, default=REFERENCE_DIR, help="compare: the stored run (reference/)")
     args = parser.parse_args(argv)
     arms = tuple(args.arm or ARMS)
+    if args.command == "compare":
+        table = compare(args.out, args.against)
+        print(table.to_string(index=False))
+        broken = table[table["same machine"].fillna(False).astype(bool) & ~table.identical.astype(bool)]
+        print(f"[reference] {int(table.identical.sum())} of {len(table)} LSTM files identical to {args.against}; "
+              f"{len(broken)} differ although trained on the same machine")
+        raise SystemExit(1 if len(broken) else 0)
     if args.command == "status":
         for job, todo, label in arm_plans(args.out, arms, args.seeds, args.profile):
             print(f"{label}: to train {list(todo)}")

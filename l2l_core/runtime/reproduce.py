@@ -23,7 +23,7 @@ import pandas as pd
 from l2l_core.checks import check_choice
 from l2l_core.tasks.data import resolve_data_root
 from l2l_core.experiments.registry import CHAPTERS
-from l2l_core.experiments.settings import PROFILES, REPO_ROOT
+from l2l_core.experiments.settings import PROFILES, REFERENCE_PROFILE, REPO_ROOT
 from l2l_core.io import atomic_path, write_frame, write_json
 from l2l_core.runtime.memory import TreeMemory
 from l2l_core.runtime.terminal import minutes_text, job_lines_shown, time_left
@@ -233,6 +233,12 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
         executed = out / "executed" / f"{name}.ipynb"
         if force or CHAPTERS[name].always_run or not executed.is_file() or stamps.get(name) != stamp:
             todo[name] = (params, stamp)
+    if profile == REFERENCE_PROFILE and todo:  # the book's profile re-evaluates the stored LSTMs, never retrains them
+        from l2l_core.experiments.reference import copy_stored_lstms
+
+        copied = copy_stored_lstms(out / "results")
+        print(f"[reproduce] reference run: {len(copied)} stored LSTM files copied into {out / 'results'} "
+              "(files already there are kept)", flush=True)
     print(f"[reproduce] {len(todo)} of {len(NOTEBOOKS)} notebooks to run ({profile}); last run's time for them: "
           f"{minutes_text(time_left(previous, todo))}", flush=True)
     if todo:
