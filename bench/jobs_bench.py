@@ -28,7 +28,7 @@ from l2l_core.evaluation.evaluate import evaluate, evaluate_together
 from l2l_core.io import atomic_path
 from l2l_core.optimizers.lstm import LSTMOptimizer
 from l2l_core.training.meta_train import train_trajectory
-from l2l_core.book.report import _cpu_model, _vector_isa
+from l2l_core.runtime.machine import cpu_model, vector_isa
 from l2l_core.tasks.families import MLPFamily, QuadraticFamily
 
 from cpu_slug import results_dir
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
-    machine = {"cpu": _cpu_model(), "instruction_sets": _vector_isa(), "cores": os.cpu_count()}
+    machine = {"cpu": cpu_model(), "instruction_sets": vector_isa(), "cores": os.cpu_count()}
     one_by_two = cluster_run(1, 2, args.epochs)
     two_by_one = cluster_run(2, 1, args.epochs)
     trajectories = args.epochs * FULL.trajectories_per_epoch

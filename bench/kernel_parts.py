@@ -78,9 +78,9 @@ def main() -> None:
                         help="default bench/results/<this CPU>/kernel_parts.json")
     args = parser.parse_args()
     modules = {v: build(v) for v in VARIANTS}
-    from l2l_core.book.report import _cpu_model, _vector_isa
+    from l2l_core.runtime.machine import cpu_model, vector_isa
 
-    record = {"machine": {"cpu": _cpu_model(), "instruction_sets": _vector_isa(), "torch": torch.__version__,
+    record = {"machine": {"cpu": cpu_model(), "instruction_sets": vector_isa(), "torch": torch.__version__,
                           "kernel_flags": " ".join(fused.compile_flags())}, "rows": []}
     for threads in args.threads:
         torch.set_num_threads(threads)

@@ -33,7 +33,8 @@ from l2l_core.optimizers.baselines import Baseline
 from l2l_core.evaluation.evaluate import evaluate, evaluate_together
 from l2l_core.optimizers.lstm import LSTMOptimizer
 from l2l_core.training.meta_train import train_trajectory
-from l2l_core.book.report import _cpu_model, _kernel_status, _vector_isa
+from l2l_core.book.reproduction import kernel_status
+from l2l_core.runtime.machine import cpu_model, vector_isa
 from l2l_core.tasks.families import MLPFamily
 from l2l_core.optimizers.drop_in import LearnedOptimizer
 
@@ -96,9 +97,9 @@ def main() -> None:
 
     family = MLPFamily(dataset="mnist", hidden=(20,), activation="sigmoid")
     tasks = family.sample(1, 0, split="meta_train")
-    results = {"machine": {"cpu": _cpu_model(), "instruction_sets": _vector_isa(), "threads": torch.get_num_threads(),
+    results = {"machine": {"cpu": cpu_model(), "instruction_sets": vector_isa(), "threads": torch.get_num_threads(),
                            "torch": torch.__version__, "l2l_core": l2l_core.__version__,
-                           "fused_kernels": _kernel_status(), "kernel_flags": " ".join(fused.compile_flags())},
+                           "fused_kernels": kernel_status(), "kernel_flags": " ".join(fused.compile_flags())},
                "workloads": {}}
 
     def record(name, seconds, flop=None, **extra):

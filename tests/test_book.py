@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from l2l_core.runtime import memory as runtime_memory, terminal as progress, reproduce
+from l2l_core.runtime import memory as runtime_memory, notebook_run, terminal as progress, reproduce
 
 pytestmark = pytest.mark.slow
 
@@ -237,7 +237,7 @@ def test_notebooks_run_in_this_interpreter_whatever_a_python3_kernelspec_names(t
         f"import sys; open({str(tmp_path / 'which')!r}, 'w').write(sys.executable)")])
     nbformat.write(nb, tmp_path / "in.ipynb")
     papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
-                               progress_bar=False, kernel_manager_class=reproduce.local_kernel_manager())
+                               progress_bar=False, kernel_manager_class=notebook_run.local_kernel_manager())
     assert (tmp_path / "which").read_text() == sys.executable
 
 
@@ -256,13 +256,13 @@ def test_the_notebooks_kernels_make_optimizers_without_loading_triton(tmp_path):
             f"open({str(tmp_path / 'result')!r}, 'w').write(repr((p.tolist(), 'libtriton' in open('/proc/self/maps').read())))")
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), tmp_path / "in.ipynb")
     papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
-                               progress_bar=False, kernel_manager_class=reproduce.local_kernel_manager())
+                               progress_bar=False, kernel_manager_class=notebook_run.local_kernel_manager())
     assert (tmp_path / "result").read_text() == repr(([0.5, 0.5], False))  # 1 - 0.5 * 1, exact
 
 
 def test_the_kernels_are_built_before_the_notebooks_and_say_when_they_are_off(monkeypatch):
     monkeypatch.setenv("L2L_FUSED", "0")
-    assert reproduce.build_kernels().startswith("[reproduce] fused kernels: switched off by L2L_FUSED=0 (")
+    assert notebook_run.build_kernels().startswith("[reproduce] fused kernels: switched off by L2L_FUSED=0 (")
 
 
 def test_a_new_stored_measurement_reruns_only_the_notebooks_that_show_it(tmp_path, monkeypatch):

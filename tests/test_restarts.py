@@ -25,7 +25,7 @@ def test_stuck_means_less_than_the_minimum_gain_over_the_untrained_score():
 def test_the_do_nothing_score_is_steps_times_the_initial_loss():
     fam = QuadraticFamily()
     tasks = fam.sample(3, 0, split="meta_val")
-    score, do_nothing = mt._validation_scores(LSTMOptimizer(fam.default_lstm, seed=0), tasks, 20)
+    score, do_nothing = mt.validation_scores(LSTMOptimizer(fam.default_lstm, seed=0), tasks, 20)
     initial = tasks.loss(tasks.initial_params(), 0).double().mean().item()
     assert score == validation_score(LSTMOptimizer(fam.default_lstm, seed=0), tasks, 20)
     assert do_nothing == pytest.approx(20 * initial, rel=1e-6)  # float32 mean of 3 losses against float64
@@ -36,7 +36,7 @@ def test_an_attempt_that_starts_worse_than_doing_nothing_must_beat_doing_nothing
     229.998 (the plateau) after its first epoch. Measured against its own start that is progress; against
     the better of the two it is stuck, and it is restarted."""
     scores = iter([(233.8, 230.26), (229.998, 230.26)] + [(100.0, 230.26)] * 10)
-    monkeypatch.setattr(mt, "_validation_scores", lambda *args: next(scores))
+    monkeypatch.setattr(mt, "validation_scores", lambda *args: next(scores))
     result = meta_train(QuadraticFamily(), seed=4, restarts=1, **KW)
     assert result.restarts == 1 and result.history["attempt"].tolist() == [0, 0, 1, 1, 1]
 

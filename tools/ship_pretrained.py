@@ -41,11 +41,11 @@ def held_out(frame: pd.DataFrame, optimizer: str, meta_seed: int | None = None) 
 def do_nothing_score(lstm, settings: dict, seed: int) -> float:
     """The validation score of never moving, on the validation tasks this seed was selected on."""
     from l2l_core.experiments.settings import mlp_family, settings as make_settings
-    from l2l_core.training.meta_train import _validation_scores
+    from l2l_core.training.trajectory import validation_scores
 
     s = make_settings("02_mnist", "mlp", settings["profile"], init=settings["init"])
     tasks = mlp_family(s).sample(settings["n_val_tasks"], seed, split="meta_val")
-    return _validation_scores(lstm, tasks, settings["train_steps"])[1]
+    return validation_scores(lstm, tasks, settings["train_steps"])[1]
 
 
 def main() -> None:

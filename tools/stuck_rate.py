@@ -22,7 +22,8 @@ import torch
 from l2l_core.book.reproduction import machine_info
 from l2l_core.experiments.settings import mlp_family, settings
 from l2l_core.io import write_frame, write_json
-from l2l_core.training.meta_train import RESTART_MIN_GAIN, _validation_scores, is_stuck, meta_train
+from l2l_core.training.meta_train import RESTART_MIN_GAIN, is_stuck, meta_train
+from l2l_core.training.trajectory import validation_scores
 
 OUT = Path("book/data/stuck_rate")
 
@@ -34,7 +35,7 @@ def first_epoch(family, s, seed: int) -> dict:
                         tasks_per_trajectory=s.tasks_per_trajectory, steps=s.train_steps, unroll=s.unroll,
                         n_val_tasks=s.n_val_tasks, seed=seed, progress=False)
     val_tasks = family.sample(s.n_val_tasks, seed, split="meta_val")  # the ones meta_train validated on
-    _, do_nothing = _validation_scores(result.last, val_tasks, s.train_steps)
+    _, do_nothing = validation_scores(result.last, val_tasks, s.train_steps)
     untrained, after = (float(result.history.loc[result.history.epoch == e, "val_loss_sum"].iloc[0]) for e in (0, 1))
     return dict(meta_seed=seed, untrained=untrained, do_nothing=do_nothing, after_first_epoch=after,
                 stuck=is_stuck(after, min(untrained, do_nothing)), seconds=time.perf_counter() - start)

@@ -17,6 +17,7 @@ from l2l_core.book.pages import CLAIM_WIDTHS
 from l2l_core.book.report import compare_verdicts
 from l2l_core.book.tables import tidy
 from l2l_core.experiments.settings import REPO_ROOT
+from l2l_core.runtime.machine import cpu_model, vector_isa
 
 BENCH_RESULTS = REPO_ROOT / "bench" / "results"  # make bench writes bench/results/<cpu>/results.json (bench/cpu_slug.py)
 BENCH_FILES = ("results.json", "results-avx2.json")  # make bench, make bench-avx2
@@ -36,27 +37,8 @@ def build_note(profile: str):
                      + ("" if profile == "full" else " Its numbers are not the book's evidence: run `make reproduce`."))
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _vector_isa() -> str:
-    """The widest x86 vector extensions the CPU reports (the kernels are compiled for them)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    found = [isa for isa in ("avx512f", "avx2", "fma") if f" {isa}" in flags]
-    return ", ".join(found) or "none of avx512f, avx2, fma"
-
-
-def _kernel_status() -> str:
+def kernel_status() -> str:
+    """Whether the fused kernels are on in this process (with any extra compiler flags), else why not."""
     from l2l_core.optimizers import fused
 
     if fused.kernels() is None:
@@ -71,9 +53,9 @@ def machine_info() -> pd.DataFrame:
 
     import torch
 
-    rows = {"CPU": _cpu_model(), "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
+    rows = {"CPU": cpu_model(), "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
             "CUDA available": torch.cuda.is_available(), "Python": platform.python_version(),
-            "platform": platform.platform(), "instruction sets": _vector_isa(), "fused kernels": _kernel_status()}
+            "platform": platform.platform(), "instruction sets": vector_isa(), "fused kernels": kernel_status()}
     try:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         rows["memory"] = f"{pages / 2**30:.1f} GiB"

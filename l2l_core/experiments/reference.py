@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from l2l_core.runtime import jobs
+from l2l_core.runtime.machine import cpu_facts
 from l2l_core.io import write_json
 from l2l_core.tasks.families import QuadraticFamily
 from l2l_core.training.meta_train import last_attempt
@@ -37,31 +37,6 @@ ORDER = (("02_mnist", (0, 1, 2, 3, 4)), ("01_quadratic", (0, 1, 2, 3, 4)),
          ("02_mnist_pytorch_init", (0, 1, 2, 3, 4)), ("02_mnist", (5, 6, 7, 8, 9)),
          ("08_errata", (0, 1, 2, 3, 4)))
 ARMS = tuple(dict.fromkeys(arm for arm, _ in ORDER))
-
-def cpu_facts() -> dict:
-    """The CPU model and the instruction sets that decide the kernels' rounding."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    sets = [f for f in ("avx512f", "avx2", "fma") if f in flags]
-    family = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("cpu family")), "")
-    number = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model\t")), "")
-    return {"cpu": model, "cpu_family_model": f"{family}/{number}", "instruction_sets": ", ".join(sets),
-            "cores": os.cpu_count()}
-
-
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
-
 
 def code_version() -> dict:
     """The commit this checkout is at, and whether its tracked files differ from it."""

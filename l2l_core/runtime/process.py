@@ -4,7 +4,7 @@
 changes a value or a result, only what a process keeps resident; ``tests/test_process.py`` runs a smoke experiment
 (meta-training and evaluation as jobs on the local cluster) with the tricks on and off and compares its files byte for
 byte. They apply where the switch is read: :func:`make_lean`, which the notebooks' kernels
-(``reproduce.local_kernel_manager``) and the local Dask workers' forkserver run first (by importing
+(``notebook_run.local_kernel_manager``) and the local Dask workers' forkserver run first (by importing
 ``l2l_core.runtime.lean_start``), and :func:`preload_forkserver`, which ``jobs.start_local_cluster`` calls. A notebook
 opened in Jupyter and user code are untouched.
 

@@ -8,7 +8,6 @@ so an interrupted run resumes where it stopped. Wall times go to ``<out>/timings
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import os
@@ -24,9 +23,9 @@ from l2l_core.checks import check_choice
 from l2l_core.tasks.data import resolve_data_root
 from l2l_core.experiments.registry import CHAPTERS
 from l2l_core.experiments.settings import PROFILES, REFERENCE_PROFILE, REPO_ROOT
-from l2l_core.io import atomic_path, write_frame, write_json
-from l2l_core.runtime.memory import TreeMemory
-from l2l_core.runtime.terminal import minutes_text, job_lines_shown, time_left
+from l2l_core.io import write_frame, write_json
+from l2l_core.runtime.notebook_run import build_kernels, execute_notebook, parse_overrides
+from l2l_core.runtime.terminal import minutes_text, time_left
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 # name -> notebooks whose results it reads (its stamp includes theirs), in the book's order: from the registry
@@ -67,37 +66,9 @@ def parameters(name: str, profile: str, out: Path, device: str, relative_to: Pat
     return {"profile": profile, "device": device, "results_dir": where(out / "results" / name)}
 
 
-def show_injected_parameters_only(path: Path) -> None:
-    """Tag the notebook's default parameters cell ``remove-cell``: the page then shows one parameters cell, the
-    one papermill injected with the values this run used."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if "parameters" in tags and "remove-cell" not in tags:
-            cell["metadata"]["tags"] = [*tags, "remove-cell"]
-    nbformat.write(nb, path)
-
-
 # parameters that `make reproduce` derives from its own options: overriding them would break the build folder's layout
 FIXED_BY_THE_RUN = {"profile": "use PROFILE= (--profile)", "device": "use --device",
                     "results_dir": "use --out", "results_root": "use --out", "build_dir": "use --out"}
-
-
-def parse_overrides(items) -> dict:
-    """``NAME=VALUE`` strings (``--param``, the Makefile's ``PARAMS``) as a dict; a value is read as a Python literal
-    (``20``, ``[0, 1]``, ``None``) where it is one, else kept as text."""
-    overrides = {}
-    for item in items or ():
-        name, sep, text = item.partition("=")
-        if not sep or not name.strip().isidentifier():
-            raise ValueError(f"param={item!r} is not NAME=VALUE (e.g. n_tasks=20 or meta_seeds=[0,1])")
-        try:
-            overrides[name.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            overrides[name.strip()] = text.strip()
-    return overrides
 
 
 def overrides_for(names, overrides: dict) -> dict[str, dict]:
@@ -143,73 +114,12 @@ def check_parameters(name: str, params: dict) -> None:
                          f"allowed: {sorted(declared)}")
 
 
-def local_kernel_manager():
-    """The kernel manager papermill starts kernels with: this interpreter, over local IPC sockets where the OS has them.
-
-    A kernel over TCP warns on every start that it is unencrypted ("Kernel is running over TCP without
-    encryption"), which a user of `make reproduce` can do nothing about; a local socket needs no encryption.
-    The kernel is this interpreter whatever a "python3" kernelspec names: a user's own spec may point at another
-    environment, and the kernels that ``build_kernels`` compiled are reused only from the same interpreter path
-    (torch's extension build records the include paths it was given, and rebuilds when they differ).
-    Each kernel imports ``l2l_core.runtime.process`` before the first cell, which keeps Triton out (nothing in the book
-    compiles) and returns the pages torch's CUDA libraries made resident.
-    """
-    from ipykernel.kernelspec import get_kernel_dict
-    from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
-
-    class LocalKernelManager(AsyncKernelManager):
-        if os.name != "nt":  # no IPC transport on Windows
-            transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-        @property
-        def kernel_spec(self) -> KernelSpec:
-            if self._kernel_spec is None:  # ipykernel's own spec for this interpreter (jupyter's "native" one)
-                spec = get_kernel_dict()
-                spec["argv"] = [*spec["argv"], "--IPKernelApp.exec_lines=import l2l_core.runtime.lean_start"]
-                self._kernel_spec = KernelSpec(name="python3", **spec)
-            return self._kernel_spec
-
-        async def _async_interrupt_kernel(self) -> None:
-            """No SIGINT at shutdown: jupyter_client sends one to the kernel's process group before the shutdown
-            request, which reaches a Dask cluster's processes too and makes the idle kernel print "KeyboardInterrupt
-            caught in kernel" into the terminal; a finished notebook has nothing to interrupt."""
-            if not self.shutting_down:
-                await super()._async_interrupt_kernel()
-
-    return LocalKernelManager
-
-
 def execute(name: str, params: dict, out: Path, progress: bool = False) -> tuple[float, float, dict]:
-    """Run one notebook with papermill into out/executed/<name>.ipynb (atomically); returns seconds, the peak
-    memory (MB) of its kernel with its workers, and that peak by kind of process. ``progress`` shows papermill's
-    bar of executed cells."""
-    import papermill
-
+    """Run notebook ``name`` with ``params`` into out/executed/<name>.ipynb (``notebook_run.execute_notebook``):
+    seconds, peak memory (MB) of its kernel with its workers, and that peak by kind of process."""
     check_parameters(name, params)
-    target = out / "executed" / f"{name}.ipynb"
-    start = time.perf_counter()
-    with atomic_path(target) as tmp, job_lines_shown(out / "jobs.log", f"  {name} "), TreeMemory() as memory:
-        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(tmp.with_suffix(".ipynb")),
-                                   parameters=params, cwd=str(out), kernel_name="python3",
-                                   progress_bar=progress, report_mode=False,
-                                   kernel_manager_class=local_kernel_manager())
-        show_injected_parameters_only(tmp.with_suffix(".ipynb"))
-        os.replace(tmp.with_suffix(".ipynb"), tmp)
-    return time.perf_counter() - start, memory.peak_mb, memory.peak_parts
-
-
-def build_kernels() -> str:
-    """Compile the fused kernels once, in a process of their own, before any notebook runs: the compiler's memory
-    (about 1.5 GB) and time then count against no notebook, and every later process loads the cached build.
-    Returns the terminal line: ready, or why the PyTorch path will be used."""
-    code = "from l2l_core.optimizers import fused; print(fused.unavailable_reason() or 'ready')"
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    lines = done.stdout.strip().splitlines()
-    status = lines[-1] if done.returncode == 0 and lines else f"could not be checked: {done.stderr.strip()[-300:]}"
-    return f"[reproduce] fused kernels: {status} ({time.perf_counter() - start:.1f} s)"
+    return execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", out / "executed" / f"{name}.ipynb", params, cwd=out,
+                            job_log=out / "jobs.log", label=f"  {name} ", progress=progress)
 
 
 def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force: bool = False,

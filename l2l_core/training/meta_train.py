@@ -24,7 +24,7 @@ from l2l_core.training.restarts import (RESTART_MIN_GAIN, RESTART_RULE, init_see
 from l2l_core.training.trajectory import (Schedule, TrajectoryResult, train_trajectory, unroll_segments,
                                           validation_score)
 # the trainer scores every LSTM through this name (tests replace it); the public one is trajectory.validation_scores
-from l2l_core.training.trajectory import validation_scores as _validation_scores
+from l2l_core.training.trajectory import validation_scores
 
 __all__ = ["MetaTrainResult", "meta_train", "search_meta_lr", "train_trajectory", "unroll_segments", "Schedule",
            "TrajectoryResult", "validation_score", "is_stuck", "last_attempt", "same_result_with_restarts",
@@ -76,7 +76,7 @@ class _Trainer:
         rule's reference is the better of that score and the do-nothing score, so an attempt that starts worse than
         not moving at all cannot pass for learning by merely getting back to the plateau."""
         net, optimizer = self.fresh(attempt)
-        score, do_nothing = _validation_scores(net, self.val_tasks, self.steps)
+        score, do_nothing = validation_scores(net, self.val_tasks, self.steps)
         run = RunState(attempt, min(score, do_nothing), score, None, rows=rows)
         rows.append(dict(epoch=0, trajectories=run.seen(), meta_loss=math.nan, val_loss_sum=score,
                          skipped_updates=0, seconds=0.0, attempt=attempt))
@@ -94,7 +94,7 @@ class _Trainer:
             losses.append(sum(result.unroll_losses))
             skipped += result.skipped_updates
             bar.update(1)
-        score = _validation_scores(lstm, self.val_tasks, self.steps)[0]
+        score = validation_scores(lstm, self.val_tasks, self.steps)[0]
         run.select(score, lstm, epoch)
         run.rows.append(dict(epoch=epoch, trajectories=run.seen() + self.trajectories_per_epoch,
                              meta_loss=sum(losses) / len(losses), val_loss_sum=score, skipped_updates=skipped,
