@@ -15,10 +15,9 @@ def _decoded_data_in_a_session_folder(tmp_path_factory):
     mp.undo()
 
 
-@pytest.fixture
-def tiny_mnist_root(tmp_path):
-    """A data root holding a tiny but real-format MNIST (idx files), 600 train / 200 test images."""
-    raw = tmp_path / "MNIST" / "raw"
+def write_tiny_mnist(root):
+    """A tiny but real-format MNIST (idx files) under ``root``, 600 train / 200 test images; returns ``root``."""
+    raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 600), ("t10k", 200)):
@@ -29,7 +28,19 @@ def tiny_mnist_root(tmp_path):
             images[i, lab * 2 : lab * 2 + 3, :] = 250
         write_idx_images(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", labels)
-    return tmp_path
+    return root
+
+
+@pytest.fixture
+def tiny_mnist_root(tmp_path):
+    """A data root holding a tiny but real-format MNIST (``write_tiny_mnist``)."""
+    return write_tiny_mnist(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist_module_root(tmp_path_factory):
+    """``tiny_mnist_root`` shared by a module's tests (for module-scoped fixtures that train on it)."""
+    return write_tiny_mnist(tmp_path_factory.mktemp("tiny-mnist"))
 
 
 @pytest.fixture(autouse=True)

@@ -21,23 +21,12 @@ def _cli(*args, data_root, check=True):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(tmp_path_factory, tiny_mnist_module_root):
     """The smoke profile's quadratic and main MNIST LSTM of seed 0, trained twice, each in a fresh process."""
-    import numpy as np
-
-    from l2l_core.tasks.data import write_idx_images, write_idx_labels
-
-    root = tmp_path_factory.mktemp("data")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 600), ("t10k", 200)):
-        write_idx_images(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 255, (n, 28, 28)).astype(np.uint8))
-        write_idx_labels(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
     runs = [tmp_path_factory.mktemp(f"run{i}") for i in range(2)]
     for out in runs:
-        _cli("train", "--profile", "smoke", "--out", str(out), *ARMS, "--seeds", "0", data_root=root)
-    return runs, root
+        _cli("train", "--profile", "smoke", "--out", str(out), *ARMS, "--seeds", "0", data_root=tiny_mnist_module_root)
+    return runs, tiny_mnist_module_root
 
 
 def test_retraining_in_a_fresh_process_gives_identical_lstm_files(two_runs):

@@ -188,10 +188,9 @@ def verdict_stability(folder: str | Path = STABILITY_DIR):
     info = json.loads((folder / "provenance.json").read_text())
     table = pd.read_csv(folder / "agreement.csv")
     text = list(LABELS)
-    shown = ["rounding pairs", *(["halves"] if info.get("seed_sets") == "disjoint" else [])]
-    kept = [c for c in table.columns if c in text or any(m in c for m in shown)]
-    # the outcomes are shown for the rounding pairs' runs only (the file keeps them all)
-    kept = [c for c in kept if c in text or c.startswith("agree") or "rounding" in c]
+    halves = info.get("seed_sets") == "disjoint"
+    # every rounding-pair column (agreement and outcomes); of the halves, their agreement only
+    kept = [c for c in table.columns if c in text or "rounding pairs" in c or (halves and c.startswith("agree (halves"))]
     table = table[kept].copy()
     shares = [c for c in table.columns if c not in text]
     table[text] = table[text].astype(object).fillna("")  # empty text columns are read as float

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pandas as pd
 
 from l2l_core.runtime import jobs
 from l2l_core.runtime.machine import cpu_facts
-from l2l_core.io import write_json
+from l2l_core.io import atomic_path, write_json
 from l2l_core.tasks.families import QuadraticFamily
 from l2l_core.training.meta_train import last_attempt
 
@@ -133,10 +134,8 @@ def copy_stored_lstms(results_root: Path, out: Path = REFERENCE_DIR) -> list[Pat
         target = Path(results_root) / stored.parent.name / stored.name
         if target.exists():
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.copy")
-        shutil.copy2(stored, tmp)
-        os.replace(tmp, target)  # atomic: a chapter never reads a half-copied file
+        with atomic_path(target) as tmp:  # a chapter never reads a half-copied file
+            shutil.copy2(stored, tmp)
         copied.append(target)
     return copied
 
@@ -157,7 +156,7 @@ def compare_lstm(new: Path, stored: Path) -> dict:
                for k, v in b["state_dict"].items()), default=0.0) if same_keys else float("inf")
     row = {"file": f"{stored.parent.name}/{stored.name}", "identical": same_keys and gap == 0.0,
            "largest relative difference": gap, "same settings": a["metadata"] == b["metadata"]}
-    stem = stored.name.split("-at")[0].removesuffix(".pt")
+    stem = re.sub(r"-at\d+$", "", stored.stem)  # a snapshot (<name>-seed<k>-at<B>) shares its LSTM's curve
     machines = []
     for label, folder in (("new", new.parent), ("stored", stored.parent)):
         history = folder / f"history-{stem}.csv"

@@ -73,15 +73,13 @@ FIXED_BY_THE_RUN = {"profile": "use PROFILE= (--profile)", "device": "use --devi
 
 def overrides_for(names, overrides: dict) -> dict[str, dict]:
     """Each notebook of ``names`` -> the overrides it declares; refuses an override no notebook of ``names`` takes."""
-    import papermill
-
     if not overrides:
         return {name: {} for name in names}
     fixed = sorted(set(overrides) & set(FIXED_BY_THE_RUN))
     if fixed:
         raise ValueError(f"param(s) {fixed} are set by the run itself: " +
                          "; ".join(f"{k}: {FIXED_BY_THE_RUN[k]}" for k in fixed))
-    declared = {name: set(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))) for name in names}
+    declared = {name: declared_parameters(name) for name in names}
     unused = sorted(set(overrides) - set().union(*declared.values()))
     if unused:
         allowed = sorted(set().union(*declared.values()))
@@ -102,12 +100,17 @@ def input_stamp(name: str, params: dict, stamps: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def check_parameters(name: str, params: dict) -> None:
-    """Refuse parameters the notebook does not declare (papermill itself only warns about typos)."""
+def declared_parameters(name: str) -> set[str]:
+    """The parameters notebook ``name`` declares in its parameters cell."""
     import papermill
 
     check_choice("notebook", name, NOTEBOOKS)
-    declared = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    return set(papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")))
+
+
+def check_parameters(name: str, params: dict) -> None:
+    """Refuse parameters the notebook does not declare (papermill itself only warns about typos)."""
+    declared = declared_parameters(name)
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise ValueError(f"parameter(s) {unknown} are not parameters of notebook {name!r}; "
