@@ -66,7 +66,7 @@ clean:
 
 # Stored book data (tools/README.md): each target below recomputes one folder of book/data/ (or the shipped weights)
 # that a chapter reads; none of them runs as part of make reproduce.
-.PHONY: long-run stuck-rate rounding-check verdict-stability ship-pretrained reference retrain
+.PHONY: long-run stuck-rate rounding-check verdict-stability ship-pretrained store-tables reference retrain
 
 # book/data/long_run: one LSTM per task kind meta-trained at the thesis' budget (hours; chapter 02, method page).
 long-run: $(STAMP)
@@ -98,10 +98,16 @@ verdict-stability: $(STAMP)
 	@$(RUNS_GIVEN)
 	$(PY) tools/verdict_stability.py $(RUN_A) $(RUN_B) --save book/data/verdict_stability --note "$(NOTE)"
 
-# l2l_core/optimizers/pretrained: chapter 02's MNIST LSTMs of a finished run, shipped for the drop-in optimizer.
+# l2l_core/optimizers/pretrained: chapter 02's MNIST LSTMs of a finished run, shipped for the drop-in optimizer;
+# PRETRAINED_FROM=reference ships the reference store's LSTMs, chapter 2's thesis arm evaluated from them first.
 PRETRAINED_FROM ?= build/full/results
 ship-pretrained: $(STAMP)
-	$(PY) tools/ship_pretrained.py $(PRETRAINED_FROM)
+	$(PY) tools/ship_pretrained.py $(if $(filter reference reference/,$(PRETRAINED_FROM)),--store reference,$(PRETRAINED_FROM))
+
+# reference/tables: the result tables of a finished `make reproduce` (build/full/results), with the machine that made
+# them; every later full run on that machine must equal them bit for bit (make reproduce checks it).
+store-tables: $(STAMP)
+	$(PY) -m l2l_core.experiments.reference store-tables
 
 # The reference run (reference/README.md): every missing stored LSTM, resumed job by job, on $(SCHEDULER), with each
 # finished job's files committed as it finishes. Long: many hours on two cores.

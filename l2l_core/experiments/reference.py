@@ -48,6 +48,16 @@ def code_version() -> dict:
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", "l2l_core"))}
 
 
+def machine_record(threads: int) -> dict:
+    """What decides a computation's rounding here (``MACHINE_KEYS``, with the core count), for a provenance file."""
+    import torch
+
+    from l2l_core.optimizers import fused
+
+    return {**cpu_facts(), "torch": torch.__version__, "threads": threads, "fused_kernels": fused.kernels() is not None,
+            "kernel_flags": " ".join(fused.compile_flags())}
+
+
 @dataclass(frozen=True)
 class RecordedJob:
     """A ``SeedJob`` that also writes ``provenance-<name>-seed<k>.json`` after the LSTM: done only with it."""
@@ -65,17 +75,13 @@ class RecordedJob:
     def __call__(self, seed: int) -> None:
         import torch
 
-        from l2l_core.optimizers import fused
-
         started, start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
         self.job(seed)
         seconds = time.perf_counter() - start
         _, _, history_path = self.job.paths(seed)
         history = pd.read_csv(history_path)
-        write_json({"chapter": self.chapter, "name": self.job.name, "meta_seed": seed, **self.code, **cpu_facts(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "fused_kernels": fused.kernels() is not None, "kernel_flags": " ".join(fused.compile_flags()),
-                    "started_utc": started, "seconds": round(seconds, 1),
+        write_json({"chapter": self.chapter, "name": self.job.name, "meta_seed": seed, **self.code,
+                    **machine_record(torch.get_num_threads()), "started_utc": started, "seconds": round(seconds, 1),
                     "attempts": last_attempt(history) + 1, "training": self.job.training,
                     "family": self.job.family.describe(), "best_val_loss_sum": float(history.val_loss_sum.min())},
                    self.provenance_path(seed))
@@ -200,12 +206,43 @@ def train(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = PROFI
     jobs.close_clients()
 
 
+def store_tables(results: Path, out: Path = REFERENCE_DIR) -> None:
+    """The run's result tables into ``out/tables``, with the machine and code that made them."""
+    from l2l_core.experiments import reference_tables
+
+    files = reference_tables.store(results, out, {**machine_record(jobs.job_threads()), **code_version()})
+    size = sum(f.stat().st_size for f in files) / 2**20
+    print(f"[reference] stored {len(files)} tables ({size:.1f} MB) from {results} into {Path(out) / 'tables'}")
+
+
+def check_tables(results: Path, against: Path = REFERENCE_DIR, save: Path | None = None) -> int:
+    """The run's tables beside those stored in ``against``, printed (and written to ``save``). Returns 1 if this is
+    the machine that stored them and a table differs (they must then be equal bit for bit), else 0."""
+    from l2l_core.experiments import reference_tables
+
+    table, same = reference_tables.check(results, against, machine_record(jobs.job_threads()), MACHINE_KEYS)
+    if save is not None:
+        table.to_csv(save, index=False)
+    with pd.option_context("display.width", 200, "display.max_rows", None):
+        print(table.to_string(index=False))
+    differ = int((~table.identical.astype(bool)).sum())
+    gap = pd.to_numeric(table.get("largest relative difference"), errors="coerce").max()
+    print(f"[reference] {len(table) - differ} of {len(table)} tables identical to {Path(against) / 'tables'} "
+          f"({'the machine that stored them' if same else 'another machine'}; largest relative difference "
+          f"{gap:.3g}); {int(table['verdicts changed'].fillna(0).sum())} verdict(s) changed")
+    return 1 if same and differ else 0
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["train", "status", "compare"],
+    parser.add_argument("command", choices=["train", "status", "compare", "store-tables", "check-tables"],
                         help="train the missing LSTMs into --out; status: what is missing; compare: every LSTM in "
                              "--out beside the one of the same name in --against (exit 1 if one trained on the "
-                             "same machine differs)")
+                             "same machine differs); store-tables: the result tables of --results into --out/tables; "
+                             "check-tables: --results' tables beside those stored in --against (exit 1 if this is "
+                             "the machine that stored them and one differs)")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "build" / PROFILE / "results",
+                        help="store-tables, check-tables: a run's results tree (default build/full/results)")
     parser.add_argument("--arm", action="append", choices=ARMS, help="only these arms (repeatable)")
     parser.add_argument("--seeds", type=int, nargs="+", help="only these meta-training seeds")
     parser.add_argument("--out", type=Path, default=REFERENCE_DIR)
@@ -220,6 +257,11 @@ def main(argv=None) -> None:
         print(f"[reference] {int(table.identical.sum())} of {len(table)} LSTM files identical to {args.against}; "
               f"{len(broken)} differ although trained on the same machine")
         raise SystemExit(1 if len(broken) else 0)
+    if args.command == "store-tables":
+        store_tables(args.results, args.out)
+        return
+    if args.command == "check-tables":
+        raise SystemExit(check_tables(args.results, args.against))
     if args.command == "status":
         for job, todo, label in arm_plans(args.out, arms, args.seeds, args.profile):
             print(f"{label}: to train {list(todo)}")

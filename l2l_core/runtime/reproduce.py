@@ -258,6 +258,12 @@ def main(argv=None) -> None:
                                                           overrides)
     html = build_book(out)
     print(summary(out, html, timings, time.perf_counter() - start), flush=True)
+    if args.profile == REFERENCE_PROFILE and not args.book_only and not args.only:
+        from l2l_core.experiments.reference import REFERENCE_DIR, check_tables
+
+        if (REFERENCE_DIR / "tables" / "machine.json").is_file() and check_tables(out / "results",
+                                                                                 save=out / "tables-check.csv"):
+            raise SystemExit("[reproduce] a table differs from the stored one on the machine that stored them")
 
 
 def summary(out: Path, html: Path, timings: pd.DataFrame | None, seconds: float) -> str:

@@ -1,0 +1,113 @@
+"""The reference run's result tables: stored from one run (its machine named), and any later run checked against them.
+
+A chapter's tables (per-task losses, tuning grids, summaries, claims, errata and horizon tables) are what its
+figures and verdicts are computed from. ``store`` copies them from ``build/full/results`` into
+``reference/tables/<chapter>/`` with ``machine.json``; ``check`` compares a run's tables with the stored ones: on
+the same machine (``MACHINE_KEYS``) every value must be equal bit for bit; on another machine it reports the
+largest relative difference of each table and every verdict that changed. Values that come from measured time
+(``run.json``, ``costs.csv``, ``seconds`` columns, the "same wall-clock" rows of ``advantage.csv``) differ between
+any two runs and are neither stored nor compared.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from l2l_core.io import atomic_path, write_json
+
+TIMED_FILES = ("run.json", "costs.csv")  # wall time and memory of the run itself
+TIMED_ROWS = {"advantage.csv": ("comparison", "same wall-clock")}  # rows whose budget is a measured time
+MACHINE_LOCAL_SETTINGS = ("data_root", "results_dir")  # paths of the machine that ran, not settings of the run
+
+
+def table_files(chapter: Path) -> list[Path]:
+    """A chapter folder's result tables: its CSV and parquet files and ``settings.json``, without the LSTMs'
+    own files (``reference/lstms`` stores those) and without files of measured time."""
+    lstm_files = ("history-", "provenance-", "training_state")
+    return sorted(p for p in Path(chapter).iterdir()
+                  if p.is_file() and (p.suffix in (".csv", ".parquet") or p.name == "settings.json")
+                  and not p.name.startswith(lstm_files) and p.name not in TIMED_FILES)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One stored or new table as a frame, without the values that come from measured time."""
+    if path.name == "settings.json":
+        values = json.loads(path.read_text())
+        return pd.DataFrame([{k: json.dumps(v) for k, v in sorted(values.items()) if k not in MACHINE_LOCAL_SETTINGS}])
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    if path.name in TIMED_ROWS:
+        column, prefix = TIMED_ROWS[path.name]
+        frame = frame[~frame[column].astype(str).str.startswith(prefix)]
+    return frame.drop(columns=[c for c in frame.columns if "seconds" in str(c)]).reset_index(drop=True)
+
+
+def store(results_root: Path, out: Path, machine: dict) -> list[Path]:
+    """Copy every chapter's tables from ``results_root`` into ``out/tables/<chapter>/`` (replacing what was stored
+    there) and record the machine that made them in ``out/tables/machine.json``. Returns the files stored."""
+    chapters = sorted(p for p in Path(results_root).iterdir() if (p / "settings.json").is_file())
+    if not chapters:
+        raise FileNotFoundError(f"results={str(results_root)!r} holds no chapter results (<chapter>/settings.json); "
+                                "run make reproduce first")
+    stored = []
+    for chapter in chapters:
+        target = Path(out, "tables", chapter.name)
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for path in table_files(chapter):
+            with atomic_path(target / path.name) as tmp:
+                shutil.copy2(path, tmp)
+            stored.append(target / path.name)
+    write_json({**machine, "chapters": [c.name for c in chapters]}, Path(out, "tables", "machine.json"))
+    return stored
+
+
+def _largest_relative_difference(new: pd.DataFrame, old: pd.DataFrame) -> float:
+    """max |new - old| / max |old| over a table's numeric columns (0.0 when equal; NaN in both places is equal)."""
+    gap = 0.0
+    for column in old.columns:
+        if pd.api.types.is_numeric_dtype(old[column]) and pd.api.types.is_numeric_dtype(new[column]):
+            a, b = new[column].to_numpy(float), old[column].to_numpy(float)
+            both_nan = np.isnan(a) & np.isnan(b)
+            if (np.isnan(a) != np.isnan(b)).any():
+                return float("inf")
+            scale = np.nanmax(np.abs(b)) if (~both_nan).any() else 0.0
+            diff = np.abs(a - b)[~both_nan]
+            if diff.size and diff.max() > 0:
+                gap = max(gap, float(diff.max() / scale) if scale > 0 else float("inf"))
+    return gap
+
+
+def compare_table(new_path: Path, old_path: Path) -> dict:
+    """One table beside the stored one: identical (every value equal, as the same machine must give), else the
+    largest relative difference; and how many verdicts (columns named 'verdict') changed."""
+    row = {"table": f"{old_path.parent.name}/{old_path.name}"}
+    if not new_path.is_file():
+        return {**row, "identical": False, "note": "missing in the new run"}
+    new, old = read_table(new_path), read_table(old_path)
+    if list(new.columns) != list(old.columns) or len(new) != len(old):
+        return {**row, "identical": False, "note": f"shape {new.shape} vs stored {old.shape} or other columns"}
+    row["identical"] = bool(new.equals(old))
+    text = [c for c in old.columns if not pd.api.types.is_numeric_dtype(old[c])]
+    row["text differs"] = bool(not new[text].astype(str).equals(old[text].astype(str))) if text else False
+    row["largest relative difference"] = 0.0 if row["identical"] else _largest_relative_difference(new, old)
+    verdicts = [c for c in old.columns if "verdict" in str(c)]
+    row["verdicts changed"] = int(sum((new[c].astype(str) != old[c].astype(str)).sum() for c in verdicts))
+    return row
+
+
+def check(results_root: Path, out: Path, machine: dict, keys: tuple) -> tuple[pd.DataFrame, bool]:
+    """Every stored table beside the one ``results_root`` holds now, and whether this machine is the one that
+    stored them (equal in every one of ``keys``: then every table must be identical)."""
+    stored_machine = Path(out, "tables", "machine.json")
+    if not stored_machine.is_file():
+        raise FileNotFoundError(f"{stored_machine} is missing: no tables are stored yet (reference store-tables)")
+    recorded = json.loads(stored_machine.read_text())
+    same = all(recorded.get(k) == machine.get(k) for k in keys)
+    rows = [compare_table(Path(results_root, old.parent.name, old.name), old)
+            for chapter in recorded["chapters"] for old in sorted(Path(out, "tables", chapter).iterdir())]
+    return pd.DataFrame(rows), same
