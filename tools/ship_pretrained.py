@@ -1,6 +1,11 @@
 """Copy chapter 2's meta-trained LSTMs from a `make reproduce` results tree into the package, with provenance.
 
     python tools/ship_pretrained.py build/full/results [--name mnist] [--commit <sha of the code that ran>]
+    python tools/ship_pretrained.py --store reference [--out build/ship-pretrained/results]
+
+``--store`` ships the reference run's stored LSTMs (reference/lstms/02_mnist) before the whole book has been
+evaluated from them: it first evaluates chapter 2's thesis arm alone (the ``full`` profile's tuned baselines and
+every stored seed on its held-out tasks; nothing is trained) into ``--out``, then ships from there.
 
 Writes l2l_core/optimizers/pretrained/<name>-seed<k>.pt (one per meta-training seed that learned: a seed still stuck on
 the do-nothing score after its restarts is listed under ``not_shipped``) and <name>.json: the training settings,
@@ -48,17 +53,46 @@ def do_nothing_score(lstm, settings: dict, seed: int) -> float:
     return validation_scores(lstm, tasks, settings["train_steps"])[1]
 
 
+def evaluate_store(store: Path, out: Path) -> Path:
+    """Chapter 2's thesis arm evaluated from the LSTMs stored in ``store`` into ``out/02_mnist`` (returns ``out``):
+    the chapter's own protocol and claims at the reference profile, without its PyTorch-init contrast, which is not
+    shipped. The LSTMs are read as another chapter's (``lstm_owner``), so a missing one is an error, never trained."""
+    from l2l_core.experiments.reference import copy_stored_lstms
+    from l2l_core.experiments.registry import CHAPTERS
+    from l2l_core.experiments.settings import REFERENCE_PROFILE, setting_label
+    from l2l_core.experiments.protocol import Experiment
+    from l2l_core.experiments.setups import mnist_setup, mnist_snapshots
+
+    copy_stored_lstms(out, store)
+    s = CHAPTERS["02_mnist"].settings(REFERENCE_PROFILE, results_dir=str(out / "02_mnist"))
+    families, claims = mnist_setup(s)
+    thesis = families[0]
+    arm = [c for c in claims if c.setting == setting_label(thesis)]
+    Experiment(s, [thesis], arm, lstm_dir=s.results_dir, snapshot_budgets=mnist_snapshots(s),
+               lstm_owner="02_mnist").run()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", type=Path, help="build/<profile>/results of a finished run")
+    parser.add_argument("results", type=Path, nargs="?", help="build/<profile>/results of a finished run")
+    parser.add_argument("--store", type=Path, help="ship the reference store's LSTMs (e.g. reference), evaluated first")
+    parser.add_argument("--out", type=Path, default=Path("build/ship-pretrained/results"),
+                        help="where --store's evaluation goes (default build/ship-pretrained/results)")
     parser.add_argument("--name", default="mnist")
     parser.add_argument("--commit", help="git commit of the code that made the results (default: that tree's HEAD)")
     args = parser.parse_args()
+    if (args.results is None) == (args.store is None):
+        parser.error("give either a results tree (build/<profile>/results) or --store DIR, not both")
+    if args.store is not None:
+        if not (args.store / "lstms" / "02_mnist").is_dir():
+            parser.error(f"--store {args.store}: no lstms/02_mnist folder (the reference store is reference/)")
+        args.results = evaluate_store(args.store, args.out)
     chapter = args.results / "02_mnist"
     if not (chapter / "settings.json").is_file():
         parser.error(f"{chapter} holds no finished chapter-2 run (settings.json missing); run make reproduce first")
     settings = json.loads((chapter / "settings.json").read_text())
-    commit = args.commit or subprocess.run(["git", "-C", str(args.results), "rev-parse", "HEAD"], capture_output=True,
+    commit = args.commit or subprocess.run(["git", "-C", str(args.store or args.results), "rev-parse", "HEAD"], capture_output=True,
                                            text=True, check=True).stdout.strip()
     frame = pd.read_parquet(chapter / "losses.parquet")
     baselines = {b: held_out(frame, b) for b in ("SGD", "RMSprop", "Adam", "NAG")}
@@ -79,6 +113,9 @@ def main() -> None:
                        "validation_summed_loss": float(best.val_loss_sum),
                        "held_out_summed_loss_100_steps": held_out(frame, "LSTM", seed),
                        "reference_run_losses": reference_run(lstm)}
+        recorded = chapter / f"provenance-lstm-seed{seed}.json"  # the reference store's: commit, CPU, seconds
+        if recorded.is_file():
+            seeds[seed]["meta_training"] = json.loads(recorded.read_text())
         do_nothing = do_nothing_score(lstm, settings, seed)
         if is_stuck(seeds[seed]["validation_summed_loss"], do_nothing):  # no use to anyone as an optimizer
             not_shipped[str(seed)] = (f"stuck: its best validation score {seeds.pop(seed)['validation_summed_loss']:.2f} "
