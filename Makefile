@@ -66,7 +66,7 @@ clean:
 
 # Stored book data (tools/README.md): each target below recomputes one folder of book/data/ (or the shipped weights)
 # that a chapter reads; none of them runs as part of make reproduce.
-.PHONY: long-run stuck-rate rounding-check verdict-stability ship-pretrained store-tables reference retrain
+.PHONY: long-run stuck-rate rounding-check verdict-stability ship-pretrained store-evaluation reference retrain
 
 # book/data/long_run: one LSTM per task kind meta-trained at the thesis' budget (hours; chapter 02, method page).
 long-run: $(STAMP)
@@ -104,10 +104,11 @@ PRETRAINED_FROM ?= build/full/results
 ship-pretrained: $(STAMP)
 	$(PY) tools/ship_pretrained.py $(if $(filter reference reference/,$(PRETRAINED_FROM)),--store reference,$(PRETRAINED_FROM))
 
-# reference/tables: the result tables of a finished `make reproduce` (build/full/results), with the machine that made
-# them; every later full run on that machine must equal them bit for bit (make reproduce checks it).
-store-tables: $(STAMP)
-	$(PY) -m l2l_core.experiments.reference store-tables
+# reference/tables and reference/executed: the result tables and executed notebooks of a finished `make reproduce`
+# (build/full), with the machine that made them. Every later full run on that machine must equal the tables bit for
+# bit (make reproduce checks it); make book builds the book from the notebooks when build/full has none.
+store-evaluation: $(STAMP)
+	$(PY) -m l2l_core.experiments.reference_tables store
 
 # The reference run (reference/README.md): every missing stored LSTM, resumed job by job, on $(SCHEDULER), with each
 # finished job's files committed as it finishes. Long: many hours on two cores.

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from l2l_core.experiments import reference
-from l2l_core.experiments.reference_tables import read_table, table_files
+from l2l_core.experiments import reference_tables
+from l2l_core.experiments.registry import CHAPTERS
+from l2l_core.experiments.reference_tables import executed_folder, read_table, table_files
 
 
 @pytest.fixture
@@ -27,8 +28,11 @@ def run(tmp_path):
     pd.DataFrame({"optimizer": ["LSTM"], "seconds_per_step": [0.1]}).to_csv(chapter / "costs.csv", index=False)
     (chapter / "lstm-seed0.pt").write_bytes(b"not a table")
     (chapter / "history-lstm-seed0.csv").write_text("epoch,val_loss_sum\n0,1.0\n")
+    (tmp_path / "executed").mkdir()
+    for name in CHAPTERS:
+        (tmp_path / "executed" / f"{name}.ipynb").write_text("{}")
     store = tmp_path / "reference"
-    reference.store_tables(tmp_path / "results", store)
+    reference_tables.store_evaluation(tmp_path / "results", store)
     return tmp_path / "results", store, chapter
 
 
@@ -43,11 +47,33 @@ def test_only_result_tables_are_stored(run):
     stored = sorted(p.name for p in (store / "tables" / "09_long_horizons").iterdir())
     assert stored == ["advantage.csv", "claims.csv", "losses.parquet", "settings.json"]
     assert json.loads((store / "tables" / "machine.json").read_text())["chapters"] == ["09_long_horizons"]
+    assert sorted(p.stem for p in (store / "executed").iterdir()) == sorted(CHAPTERS)
+
+
+def test_a_run_without_its_executed_notebooks_is_not_stored(run, tmp_path):
+    results, _, _ = run
+    (tmp_path / "executed" / "04_relu.ipynb").unlink()
+    with pytest.raises(FileNotFoundError, match="04_relu"):
+        reference_tables.store_evaluation(results, tmp_path / "again")
+
+
+def test_the_book_folder_falls_back_to_the_stored_notebooks_only_for_build_full(tmp_path, monkeypatch):
+    stored = tmp_path / "reference" / "executed"
+    stored.mkdir(parents=True)
+    monkeypatch.setattr(reference_tables, "REFERENCE_DIR", tmp_path / "reference")
+    monkeypatch.setattr(reference_tables, "REPO_ROOT", tmp_path)
+    assert executed_folder(tmp_path / "build" / "full", CHAPTERS) == stored  # clean clone: nothing executed yet
+    assert executed_folder(tmp_path / "build" / "quick", CHAPTERS) == tmp_path / "build" / "quick" / "executed"
+    own = tmp_path / "build" / "full" / "executed"
+    own.mkdir(parents=True)
+    for name in CHAPTERS:
+        (own / f"{name}.ipynb").write_text("{}")
+    assert executed_folder(tmp_path / "build" / "full", CHAPTERS) == own  # a finished make reproduce: its own book
 
 
 def test_the_same_run_on_the_same_machine_is_identical(run, capsys):
     results, store, _ = run
-    assert reference.check_tables(results, store) == 0
+    assert reference_tables.check_tables(results, store) == 0
     assert "4 of 4 tables identical" in capsys.readouterr().out
 
 
@@ -59,7 +85,7 @@ def test_measured_time_is_not_compared(run):
     (chapter / "run.json").write_text(json.dumps({"seconds": 99.0}))
     settings = json.loads((chapter / "settings.json").read_text())
     (chapter / "settings.json").write_text(json.dumps({**settings, "results_dir": "/elsewhere"}))
-    assert reference.check_tables(results, store) == 0
+    assert reference_tables.check_tables(results, store) == 0
 
 
 def test_one_ulp_on_the_same_machine_fails(run, capsys):
@@ -67,7 +93,7 @@ def test_one_ulp_on_the_same_machine_fails(run, capsys):
     losses = pd.read_parquet(chapter / "losses.parquet")
     losses.loc[3, "loss"] = np.nextafter(losses.loc[3, "loss"], 2.0)
     losses.to_parquet(chapter / "losses.parquet", index=False)
-    assert reference.check_tables(results, store) == 1
+    assert reference_tables.check_tables(results, store) == 1
     assert "3 of 4 tables identical" in capsys.readouterr().out
 
 
@@ -77,7 +103,7 @@ def test_another_machine_reports_the_difference_and_the_changed_verdicts(run, tm
     machine.write_text(json.dumps({**json.loads(machine.read_text()), "cpu": "another CPU"}))
     _edit_csv(chapter / "claims.csv", "distance", 1, 0.11)
     _edit_csv(chapter / "claims.csv", "verdict", 1, "holds")
-    assert reference.check_tables(results, store, save=tmp_path / "check.csv") == 0
+    assert reference_tables.check_tables(results, store, save=tmp_path / "check.csv") == 0
     table = pd.read_csv(tmp_path / "check.csv").set_index("table")
     row = table.loc["09_long_horizons/claims.csv"]
     assert not row.identical and row["verdicts changed"] == 1
@@ -88,7 +114,7 @@ def test_another_machine_reports_the_difference_and_the_changed_verdicts(run, tm
 def test_a_missing_table_is_reported(run, tmp_path):
     results, store, chapter = run
     (chapter / "claims.csv").unlink()
-    assert reference.check_tables(results, store, save=tmp_path / "check.csv") == 1
+    assert reference_tables.check_tables(results, store, save=tmp_path / "check.csv") == 1
     assert "missing" in pd.read_csv(tmp_path / "check.csv").set_index("table").loc["09_long_horizons/claims.csv", "note"]
 
 

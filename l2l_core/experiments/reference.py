@@ -28,9 +28,8 @@ from l2l_core.training.meta_train import last_attempt
 from l2l_core.experiments.setups import CONTRAST_META_SEEDS, mnist_setup, mnist_snapshots
 from l2l_core.experiments.protocol import lstm_name
 from l2l_core.experiments.lstms import SeedPlan, plan_seeds
-from l2l_core.experiments.settings import REFERENCE_PROFILE, REPO_ROOT, settings
+from l2l_core.experiments.settings import REFERENCE_DIR, REFERENCE_PROFILE, REPO_ROOT, settings
 
-REFERENCE_DIR = REPO_ROOT / "reference"
 PROFILE = REFERENCE_PROFILE
 # The order the jobs start in: seeds 0-4 of the main MNIST arm, the quadratics and chapter 02's PyTorch-init contrast,
 # then the main arm's seeds 5-9 (the evidence of chapters 02-06 and 09), then the errata arms' seeds 0-4.
@@ -206,43 +205,12 @@ def train(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = PROFI
     jobs.close_clients()
 
 
-def store_tables(results: Path, out: Path = REFERENCE_DIR) -> None:
-    """The run's result tables into ``out/tables``, with the machine and code that made them."""
-    from l2l_core.experiments import reference_tables
-
-    files = reference_tables.store(results, out, {**machine_record(jobs.job_threads()), **code_version()})
-    size = sum(f.stat().st_size for f in files) / 2**20
-    print(f"[reference] stored {len(files)} tables ({size:.1f} MB) from {results} into {Path(out) / 'tables'}")
-
-
-def check_tables(results: Path, against: Path = REFERENCE_DIR, save: Path | None = None) -> int:
-    """The run's tables beside those stored in ``against``, printed (and written to ``save``). Returns 1 if this is
-    the machine that stored them and a table differs (they must then be equal bit for bit), else 0."""
-    from l2l_core.experiments import reference_tables
-
-    table, same = reference_tables.check(results, against, machine_record(jobs.job_threads()), MACHINE_KEYS)
-    if save is not None:
-        table.to_csv(save, index=False)
-    with pd.option_context("display.width", 200, "display.max_rows", None):
-        print(table.to_string(index=False))
-    differ = int((~table.identical.astype(bool)).sum())
-    gap = pd.to_numeric(table.get("largest relative difference"), errors="coerce").max()
-    print(f"[reference] {len(table) - differ} of {len(table)} tables identical to {Path(against) / 'tables'} "
-          f"({'the machine that stored them' if same else 'another machine'}; largest relative difference "
-          f"{gap:.3g}); {int(table['verdicts changed'].fillna(0).sum())} verdict(s) changed")
-    return 1 if same and differ else 0
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["train", "status", "compare", "store-tables", "check-tables"],
+    parser.add_argument("command", choices=["train", "status", "compare"],
                         help="train the missing LSTMs into --out; status: what is missing; compare: every LSTM in "
                              "--out beside the one of the same name in --against (exit 1 if one trained on the "
-                             "same machine differs); store-tables: the result tables of --results into --out/tables; "
-                             "check-tables: --results' tables beside those stored in --against (exit 1 if this is "
-                             "the machine that stored them and one differs)")
-    parser.add_argument("--results", type=Path, default=REPO_ROOT / "build" / PROFILE / "results",
-                        help="store-tables, check-tables: a run's results tree (default build/full/results)")
+                             "same machine differs)")
     parser.add_argument("--arm", action="append", choices=ARMS, help="only these arms (repeatable)")
     parser.add_argument("--seeds", type=int, nargs="+", help="only these meta-training seeds")
     parser.add_argument("--out", type=Path, default=REFERENCE_DIR)
@@ -257,11 +225,6 @@ def main(argv=None) -> None:
         print(f"[reference] {int(table.identical.sum())} of {len(table)} LSTM files identical to {args.against}; "
               f"{len(broken)} differ although trained on the same machine")
         raise SystemExit(1 if len(broken) else 0)
-    if args.command == "store-tables":
-        store_tables(args.results, args.out)
-        return
-    if args.command == "check-tables":
-        raise SystemExit(check_tables(args.results, args.against))
     if args.command == "status":
         for job, todo, label in arm_plans(args.out, arms, args.seeds, args.profile):
             print(f"{label}: to train {list(todo)}")

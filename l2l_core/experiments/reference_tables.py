@@ -10,6 +10,7 @@ any two runs and are neither stored nor compared.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +19,10 @@ import numpy as np
 import pandas as pd
 
 from l2l_core.io import atomic_path, write_json
+from l2l_core.runtime import jobs
+from l2l_core.experiments.registry import CHAPTERS
+from l2l_core.experiments.reference import (MACHINE_KEYS, PROFILE, REFERENCE_DIR, REPO_ROOT, code_version,
+                                            machine_record)
 
 TIMED_FILES = ("run.json", "costs.csv")  # wall time and memory of the run itself
 TIMED_ROWS = {"advantage.csv": ("comparison", "same wall-clock")}  # rows whose budget is a measured time
@@ -105,9 +110,79 @@ def check(results_root: Path, out: Path, machine: dict, keys: tuple) -> tuple[pd
     stored them (equal in every one of ``keys``: then every table must be identical)."""
     stored_machine = Path(out, "tables", "machine.json")
     if not stored_machine.is_file():
-        raise FileNotFoundError(f"{stored_machine} is missing: no tables are stored yet (reference store-tables)")
+        raise FileNotFoundError(f"{stored_machine} is missing: no tables are stored yet (reference store-evaluation)")
     recorded = json.loads(stored_machine.read_text())
     same = all(recorded.get(k) == machine.get(k) for k in keys)
     rows = [compare_table(Path(results_root, old.parent.name, old.name), old)
             for chapter in recorded["chapters"] for old in sorted(Path(out, "tables", chapter).iterdir())]
     return pd.DataFrame(rows), same
+
+
+def store_evaluation(results: Path, out: Path = REFERENCE_DIR) -> None:
+    """A finished run's evaluation of the stored LSTMs: its result tables into ``out/tables`` (with the machine and
+    code that made them) and its executed notebooks, from the folder beside ``results``, into ``out/executed``
+    (``make book`` builds the book from them without computing anything)."""
+    executed = Path(results).parent / "executed"
+    missing = [n for n in CHAPTERS if not (executed / f"{n}.ipynb").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{executed} lacks the executed notebooks {missing}: store a finished make reproduce")
+    files = store(results, out, {**machine_record(jobs.job_threads()), **code_version()})
+    Path(out, "executed").mkdir(parents=True, exist_ok=True)
+    for name in CHAPTERS:
+        with atomic_path(Path(out, "executed", f"{name}.ipynb")) as tmp:
+            shutil.copy2(executed / f"{name}.ipynb", tmp)
+        files.append(Path(out, "executed", f"{name}.ipynb"))
+    size = sum(f.stat().st_size for f in files) / 2**20
+    print(f"[reference] stored {len(files)} tables and notebooks ({size:.1f} MB) from {results.parent} into {out}")
+
+
+def check_tables(results: Path, against: Path = REFERENCE_DIR, save: Path | None = None) -> int:
+    """The run's tables beside those stored in ``against``, printed (and written to ``save``). Returns 1 if this is
+    the machine that stored them and a table differs (they must then be equal bit for bit), else 0."""
+    table, same = check(results, against, machine_record(jobs.job_threads()), MACHINE_KEYS)
+    if save is not None:
+        table.to_csv(save, index=False)
+    with pd.option_context("display.width", 200, "display.max_rows", None):
+        print(table.to_string(index=False))
+    differ = int((~table.identical.astype(bool)).sum())
+    gap = pd.to_numeric(table.get("largest relative difference"), errors="coerce").max()
+    print(f"[reference] {len(table) - differ} of {len(table)} tables identical to {Path(against) / 'tables'} "
+          f"({'the machine that stored them' if same else 'another machine'}; largest relative difference "
+          f"{gap:.3g}); {int(table['verdicts changed'].fillna(0).sum())} verdict(s) changed")
+    return 1 if same and differ else 0
+
+
+def check_run(build: Path) -> None:
+    """`make reproduce`'s last step at the book's profile: the run's tables beside the stored ones (written to
+    ``<build>/tables-check.csv``); fails on the machine that stored them if one differs. Nothing if none is stored."""
+    if (REFERENCE_DIR / "tables" / "machine.json").is_file() and check_tables(build / "results",
+                                                                             save=build / "tables-check.csv"):
+        raise SystemExit("[reproduce] a table differs from the stored one on the machine that stored them")
+
+
+def executed_folder(build: Path, notebooks) -> Path:
+    """The executed notebooks a book is built from: ``build``'s own, else, for build/full, the stored ones of the
+    reference run (``make book`` on a clean clone computes nothing)."""
+    own, stored = Path(build) / "executed", REFERENCE_DIR / "executed"
+    complete = all((own / f"{n}.ipynb").is_file() for n in notebooks)
+    return stored if not complete and Path(build) == REPO_ROOT / "build" / PROFILE and stored.is_dir() else own
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["store", "check"],
+                        help="store: --results' tables and the executed notebooks beside them into --reference; "
+                             "check: --results' tables beside the stored ones (exit 1 if this is the machine that "
+                             "stored them and one differs)")
+    parser.add_argument("--results", type=Path, default=REPO_ROOT / "build" / PROFILE / "results",
+                        help="a full run's results tree (default build/full/results)")
+    parser.add_argument("--reference", type=Path, default=REFERENCE_DIR, help="the store (default reference/)")
+    args = parser.parse_args(argv)
+    if args.command == "store":
+        store_evaluation(args.results, args.reference)
+        return
+    raise SystemExit(check_tables(args.results, args.reference))
+
+
+if __name__ == "__main__":
+    main()

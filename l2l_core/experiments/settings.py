@@ -14,6 +14,7 @@ from l2l_core.training.restarts import RESTART_RULE
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "quick", "full")
 REFERENCE_PROFILE = "full"  # the book's evidence: the profile whose LSTMs reference/ stores
+REFERENCE_DIR = REPO_ROOT / "reference"  # the reference run: its stored LSTMs, tables and executed notebooks
 DEVICES = ("cpu", "cuda")
 
 # Meta-training budget per task kind and profile: LSTMs meta-trained from each of ``meta_seeds``, each for

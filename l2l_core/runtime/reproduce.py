@@ -193,7 +193,9 @@ def build_book(out: Path) -> Path:
     for item in BOOK_FILES:
         src = REPO_ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, site / item)
-    executed = out / "executed"
+    from l2l_core.experiments.reference_tables import executed_folder
+
+    executed = executed_folder(out, NOTEBOOKS)
     missing = [n for n in NOTEBOOKS if not (executed / f"{n}.ipynb").is_file()]
     if missing:
         raise FileNotFoundError(f"executed notebooks missing in {executed}: {missing}; run without --book-only first")
@@ -258,12 +260,9 @@ def main(argv=None) -> None:
                                                           overrides)
     html = build_book(out)
     print(summary(out, html, timings, time.perf_counter() - start), flush=True)
-    if args.profile == REFERENCE_PROFILE and not args.book_only and not args.only:
-        from l2l_core.experiments.reference import REFERENCE_DIR, check_tables
-
-        if (REFERENCE_DIR / "tables" / "machine.json").is_file() and check_tables(out / "results",
-                                                                                 save=out / "tables-check.csv"):
-            raise SystemExit("[reproduce] a table differs from the stored one on the machine that stored them")
+    if args.profile == REFERENCE_PROFILE and not (args.book_only or args.only):
+        from l2l_core.experiments.reference_tables import check_run
+        check_run(out)
 
 
 def summary(out: Path, html: Path, timings: pd.DataFrame | None, seconds: float) -> str:
