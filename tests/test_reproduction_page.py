@@ -45,3 +45,24 @@ def test_stability_measures_that_count_rounding_twins_as_seeds_are_not_shown(tmp
     assert "agree (halves of 5)" in shown.columns and "holds (halves of 5)" not in shown.columns
     assert not any("resampled" in c for c in shown.columns)
     assert shown["agree (halves of 5)"].item() == "60%"
+
+
+def test_the_page_compares_the_run_with_the_stored_tables(tmp_path):
+    from l2l_core.experiments import reference_tables
+    from l2l_core.runtime import jobs
+
+    chapter = tmp_path / "build" / "results" / "01_quadratic"
+    chapter.mkdir(parents=True)
+    (chapter / "settings.json").write_text(json.dumps({"profile": "full"}))
+    pd.DataFrame({"claim": ["a"], "distance": [0.5], "verdict": ["holds"]}).to_csv(chapter / "claims.csv", index=False)
+    machine = reference_tables.machine_record(jobs.job_threads())
+    reference_tables.store(tmp_path / "build" / "results", tmp_path / "reference", machine)
+    same = reproduction.stored_tables_view(tmp_path / "build", "full", tmp_path / "reference")
+    assert "same machine" in same[0].data and "2 of 2 tables are identical" in same[0].data
+    pd.DataFrame({"claim": ["a"], "distance": [0.4], "verdict": ["inconclusive"]}).to_csv(chapter / "claims.csv", index=False)
+    stored = tmp_path / "reference" / "tables" / "machine.json"
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), "cpu": "another CPU"}))
+    other = reproduction.stored_tables_view(tmp_path / "build", "full", tmp_path / "reference")
+    assert "another machine" in other[0].data and "1 of 2" in other[0].data and "1 verdict(s) changed" in other[0].data
+    assert "0.2" in other[0].data  # |0.4 - 0.5| / 0.5
+    assert "nothing to compare" in reproduction.stored_tables_view(tmp_path / "build", "quick")[0].data
