@@ -64,3 +64,17 @@ def test_bad_names_and_seeds_are_refused_with_the_allowed_values():
         LearnedOptimizer(nn.Linear(3, 2).parameters(), pretrained="mnist", checkpoint="x.pt")
     with pytest.raises(ValueError, match="needs pretrained"):
         LearnedOptimizer(nn.Linear(3, 2).parameters(), checkpoint="x.pt", meta_seed=0)
+
+
+def test_the_shipped_lstms_are_the_reference_runs_at_the_thesis_budget():
+    from l2l_core.experiments.settings import REFERENCE_DIR, TRAINING
+
+    info = pretrained.provenance("mnist")
+    full = TRAINING["mlp"]["full"]
+    assert info["trajectories"] == full["meta_epochs"] * full["trajectories_per_epoch"] == 2000  # the thesis code's
+    for seed in info["meta_seeds"]:
+        stored = REFERENCE_DIR / "lstms" / "02_mnist" / f"lstm-seed{seed}.pt"
+        assert (pretrained.FOLDER / f"mnist-seed{seed}.pt").read_bytes() == stored.read_bytes()
+        recorded = info["seeds"][str(seed)]["meta_training"]  # the reference run's provenance of that LSTM
+        assert recorded["meta_seed"] == seed and recorded["training"]["meta_epochs"] == full["meta_epochs"]
+        assert recorded["cpu"] and recorded["commit"]

@@ -92,7 +92,8 @@ def main() -> None:
     if not (chapter / "settings.json").is_file():
         parser.error(f"{chapter} holds no finished chapter-2 run (settings.json missing); run make reproduce first")
     settings = json.loads((chapter / "settings.json").read_text())
-    commit = args.commit or subprocess.run(["git", "-C", str(args.store or args.results), "rev-parse", "HEAD"], capture_output=True,
+    code_tree = Path(__file__).resolve().parent if args.store else args.results  # the code that made the results
+    commit = args.commit or subprocess.run(["git", "-C", str(code_tree), "rev-parse", "HEAD"], capture_output=True,
                                            text=True, check=True).stdout.strip()
     frame = pd.read_parquet(chapter / "losses.parquet")
     baselines = {b: held_out(frame, b) for b in ("SGD", "RMSprop", "Adam", "NAG")}

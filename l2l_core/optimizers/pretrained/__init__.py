@@ -3,7 +3,8 @@
 Each name has one checkpoint per meta-training seed (``<name>-seed<k>.pt``, a few dozen KB) and a provenance file
 (``<name>.json``): the settings and code version that trained them, the validation score each was selected on, the
 book's held-out numbers for them, and a reference run on a fixed tiny model that ``tests/test_pretrained.py``
-re-computes (``drop_in.reference_run``). ``tools/ship_pretrained.py`` writes both from a ``make reproduce`` results tree.
+re-computes (``drop_in.reference_run``). ``tools/ship_pretrained.py`` writes both from a ``make reproduce`` results tree
+or from the reference run's store (``"mnist"``: its 2,000-trajectory LSTMs, each with its meta-training provenance).
 """
 from __future__ import annotations
 
