@@ -66,3 +66,21 @@ def test_the_page_compares_the_run_with_the_stored_tables(tmp_path):
     assert "another machine" in other[0].data and "1 of 2" in other[0].data and "1 verdict(s) changed" in other[0].data
     assert "0.2" in other[0].data  # |0.4 - 0.5| / 0.5
     assert "nothing to compare" in reproduction.stored_tables_view(tmp_path / "build", "quick")[0].data
+
+
+def test_the_page_lists_the_stored_reference_lstms_with_their_own_budget(tmp_path):
+    folder = tmp_path / "lstms" / "02_mnist"
+    folder.mkdir(parents=True)
+    facts = {"chapter": "02_mnist", "name": "lstm", "meta_seed": 1, "attempts": 2, "best_val_loss_sum": 38.0,
+             "cpu": "AMD EPYC", "cpu_family_model": "25/1", "instruction_sets": "avx2, fma", "threads": 1,
+             "commit": "0123456789abcdef", "seconds": 10.0}
+    (folder / "provenance-lstm-seed1.json").write_text(json.dumps(facts))
+    # a restart after a stuck first epoch of 100 trajectories, then 300 trajectories of the selected attempt
+    pd.DataFrame({"epoch": [0, 1, 0, 1, 2, 3], "trajectories": [0, 100, 100, 200, 300, 400],
+                  "val_loss_sum": [230, 230, 226, 80, 60, 38], "attempt": [0, 0, 1, 1, 1, 1]}).to_csv(
+        folder / "history-lstm-seed1.csv", index=False)
+    table = reproduction.reference_run_table(tmp_path / "lstms")
+    assert table.loc[0, "trajectories"] == 300 and table.loc[0, "attempts"] == 2 and table.loc[0, "commit"] == "0123456"
+    caption = reproduction.reference_run_view(tmp_path / "lstms")[0].data
+    assert "1 LSTM stored" in caption and "38.00 to 38.00" in caption and "50.9" in caption
+    assert "no LSTM yet" in reproduction.reference_run_view(tmp_path / "absent")[0].data

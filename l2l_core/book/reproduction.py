@@ -239,3 +239,40 @@ def stored_tables_view(build_dir: str | Path, profile: str, reference: Path | No
             f"{identical} of {len(table)} tables are identical; the largest relative difference is {gap:.3g}; "
             f"{changed} verdict(s) changed. Values of measured time (seconds, wall-clock budgets) are not compared.")
     return [_markdown(text), tidy(table)]
+
+
+def reference_run_table(lstms: str | Path | None = None) -> pd.DataFrame:
+    """Every LSTM the reference run has stored (``reference/lstms/<chapter>/provenance-*.json``): its arm and seed,
+    trajectories, attempts, best validation summed loss, and the machine, commit and seconds that trained it."""
+    from l2l_core.experiments.settings import REFERENCE_DIR
+
+    rows = []
+    for path in sorted(Path(lstms or REFERENCE_DIR / "lstms").glob("*/provenance-*.json")):
+        facts = json.loads(path.read_text())
+        history = path.with_name(path.name.replace("provenance-", "history-").replace(".json", ".csv"))
+        trajectories = None
+        if history.is_file():  # the selected attempt's own budget (a restart's wasted epoch is counted before it)
+            curve = pd.read_csv(history)
+            curve = curve[curve.attempt == curve.attempt.max()] if "attempt" in curve else curve
+            trajectories = int(curve.trajectories.max() - curve.trajectories.min())
+        rows.append({"chapter": facts["chapter"], "LSTM": facts["name"], "seed": facts["meta_seed"],
+                     "trajectories": trajectories, "attempts": facts["attempts"],
+                     "best validation summed loss": facts["best_val_loss_sum"],
+                     "CPU": f"{facts['cpu']} {facts['cpu_family_model']} ({facts['instruction_sets']})",
+                     "threads": facts["threads"], "commit": facts["commit"][:7], "seconds": facts["seconds"]})
+    return pd.DataFrame(rows)
+
+
+def reference_run_view(lstms: str | Path | None = None) -> list:
+    """The reference run's stored LSTMs with a caption that puts the main MNIST arm beside the thesis' selected LSTM."""
+    from l2l_core.experiments.setups import THESIS_MNIST_LSTM
+
+    table = reference_run_table(lstms)
+    if table.empty:
+        return [_markdown("The reference run has stored no LSTM yet (`make reference`).")]
+    main = table[(table.chapter == "02_mnist") & (table.LSTM == "lstm")]["best validation summed loss"]
+    text = (f"{len(table)} LSTM{'s' if len(table) != 1 else ''} stored. " + (
+        f"The main MNIST arm's {len(main)} seeds reach best validation summed losses of {main.min():.2f} to "
+        f"{main.max():.2f}; the thesis' selected MNIST LSTM scored {THESIS_MNIST_LSTM}. " if len(main) else "")
+        + "Seconds are each job's time in the session that finished it, beside whatever else ran (not timings).")
+    return [_markdown(text), tidy(table)]
