@@ -49,14 +49,12 @@ def test_stability_measures_that_count_rounding_twins_as_seeds_are_not_shown(tmp
 
 def test_the_page_compares_the_run_with_the_stored_tables(tmp_path):
     from l2l_core.experiments import reference_tables
-    from l2l_core.runtime import jobs
 
     chapter = tmp_path / "build" / "results" / "01_quadratic"
     chapter.mkdir(parents=True)
     (chapter / "settings.json").write_text(json.dumps({"profile": "full"}))
     pd.DataFrame({"claim": ["a"], "distance": [0.5], "verdict": ["holds"]}).to_csv(chapter / "claims.csv", index=False)
-    machine = reference_tables.machine_record(jobs.job_threads())
-    reference_tables.store(tmp_path / "build" / "results", tmp_path / "reference", machine)
+    reference_tables.store(tmp_path / "build" / "results", tmp_path / "reference", reference_tables.this_machine())
     same = reproduction.stored_tables_view(tmp_path / "build", "full", tmp_path / "reference")
     assert "same machine" in same[0].data and "2 of 2 tables are identical" in same[0].data
     pd.DataFrame({"claim": ["a"], "distance": [0.4], "verdict": ["inconclusive"]}).to_csv(chapter / "claims.csv", index=False)

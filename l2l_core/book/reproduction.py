@@ -217,7 +217,6 @@ def stored_tables_view(build_dir: str | Path, profile: str, reference: Path | No
     verdicts that changed."""
     from l2l_core.experiments import reference_tables
     from l2l_core.experiments.settings import REFERENCE_PROFILE
-    from l2l_core.runtime import jobs
 
     reference = Path(reference or reference_tables.REFERENCE_DIR)
     stored = reference / "tables" / "machine.json"
@@ -227,17 +226,14 @@ def stored_tables_view(build_dir: str | Path, profile: str, reference: Path | No
     if not stored.is_file():
         return [_markdown("No tables of the reference run are stored yet: `make store-evaluation` stores them from a "
                           "finished `make reproduce`.")]
-    machine = reference_tables.machine_record(jobs.job_threads())
-    table, same = reference_tables.check(Path(build_dir) / "results", reference, machine, reference_tables.MACHINE_KEYS)
-    made = json.loads(stored.read_text())
-    identical = int(table.identical.astype(bool).sum())
-    gap = pd.to_numeric(table.get("largest relative difference"), errors="coerce").max()
-    changed = int(table["verdicts changed"].fillna(0).sum()) if "verdicts changed" in table else 0
+    table, same = reference_tables.check(Path(build_dir) / "results", reference)
+    made, counts = json.loads(stored.read_text()), reference_tables.summary(table)
     text = (f"Stored by {made.get('cpu')} (family/model {made.get('cpu_family_model')}, {made.get('instruction_sets')}), "
             f"torch {made.get('torch')}, {made.get('threads')} thread(s) per job, commit {str(made.get('commit'))[:12]}. "
             f"This run is {'on the same machine: every table must be identical' if same else 'on another machine'}. "
-            f"{identical} of {len(table)} tables are identical; the largest relative difference is {gap:.3g}; "
-            f"{changed} verdict(s) changed. Values of measured time (seconds, wall-clock budgets) are not compared.")
+            f"{counts['identical']} of {counts['tables']} tables are identical; the largest relative difference is "
+            f"{counts['largest']:.3g}; {counts['verdicts changed']} verdict(s) changed. Values of measured time "
+            "(seconds, wall-clock budgets) are not compared.")
     return [_markdown(text), tidy(table)]
 
 

@@ -105,17 +105,30 @@ def compare_table(new_path: Path, old_path: Path) -> dict:
     return row
 
 
-def check(results_root: Path, out: Path, machine: dict, keys: tuple) -> tuple[pd.DataFrame, bool]:
-    """Every stored table beside the one ``results_root`` holds now, and whether this machine is the one that
-    stored them (equal in every one of ``keys``: then every table must be identical)."""
+def this_machine() -> dict:
+    """What decides the rounding of this process's evaluation jobs, recorded as the stored tables record it."""
+    return machine_record(jobs.job_threads())
+
+
+def check(results_root: Path, out: Path = REFERENCE_DIR, machine: dict | None = None) -> tuple[pd.DataFrame, bool]:
+    """Every stored table beside the one ``results_root`` holds now, and whether ``machine`` (default: this one) is
+    the one that stored them (equal in every one of ``MACHINE_KEYS``: then every table must be identical)."""
     stored_machine = Path(out, "tables", "machine.json")
     if not stored_machine.is_file():
-        raise FileNotFoundError(f"{stored_machine} is missing: no tables are stored yet (reference store-evaluation)")
-    recorded = json.loads(stored_machine.read_text())
-    same = all(recorded.get(k) == machine.get(k) for k in keys)
+        raise FileNotFoundError(f"{stored_machine} is missing: no tables are stored yet (make store-evaluation)")
+    recorded, machine = json.loads(stored_machine.read_text()), machine or this_machine()
+    same = all(recorded.get(k) == machine.get(k) for k in MACHINE_KEYS)
     rows = [compare_table(Path(results_root, old.parent.name, old.name), old)
             for chapter in recorded["chapters"] for old in sorted(Path(out, "tables", chapter).iterdir())]
     return pd.DataFrame(rows), same
+
+
+def summary(table: pd.DataFrame) -> dict:
+    """A check's counts: tables, identical ones, the largest relative difference and the verdicts that changed."""
+    column = table.get("verdicts changed")
+    return {"tables": len(table), "identical": int(table.identical.astype(bool).sum()),
+            "largest": pd.to_numeric(table.get("largest relative difference"), errors="coerce").max(),
+            "verdicts changed": int(column.fillna(0).sum()) if column is not None else 0}
 
 
 def store_evaluation(results: Path, out: Path = REFERENCE_DIR) -> None:
@@ -126,7 +139,7 @@ def store_evaluation(results: Path, out: Path = REFERENCE_DIR) -> None:
     missing = [n for n in CHAPTERS if not (executed / f"{n}.ipynb").is_file()]
     if missing:
         raise FileNotFoundError(f"{executed} lacks the executed notebooks {missing}: store a finished make reproduce")
-    files = store(results, out, {**machine_record(jobs.job_threads()), **code_version()})
+    files = store(results, out, {**this_machine(), **code_version()})
     Path(out, "executed").mkdir(parents=True, exist_ok=True)
     for name in CHAPTERS:
         with atomic_path(Path(out, "executed", f"{name}.ipynb")) as tmp:
@@ -139,16 +152,16 @@ def store_evaluation(results: Path, out: Path = REFERENCE_DIR) -> None:
 def check_tables(results: Path, against: Path = REFERENCE_DIR, save: Path | None = None) -> int:
     """The run's tables beside those stored in ``against``, printed (and written to ``save``). Returns 1 if this is
     the machine that stored them and a table differs (they must then be equal bit for bit), else 0."""
-    table, same = check(results, against, machine_record(jobs.job_threads()), MACHINE_KEYS)
+    table, same = check(results, against)
     if save is not None:
         table.to_csv(save, index=False)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         print(table.to_string(index=False))
-    differ = int((~table.identical.astype(bool)).sum())
-    gap = pd.to_numeric(table.get("largest relative difference"), errors="coerce").max()
-    print(f"[reference] {len(table) - differ} of {len(table)} tables identical to {Path(against) / 'tables'} "
+    counts = summary(table)
+    differ = counts["tables"] - counts["identical"]
+    print(f"[reference] {counts['identical']} of {counts['tables']} tables identical to {Path(against) / 'tables'} "
           f"({'the machine that stored them' if same else 'another machine'}; largest relative difference "
-          f"{gap:.3g}); {int(table['verdicts changed'].fillna(0).sum())} verdict(s) changed")
+          f"{counts['largest']:.3g}); {counts['verdicts changed']} verdict(s) changed")
     return 1 if same and differ else 0
 
 
