@@ -19,9 +19,9 @@ def test_the_full_profile_has_the_thesis_budgets_as_jobs():
     inventory = scaling.job_inventory("full", RATES)
     mnist = inventory[(inventory.notebook == "02_mnist") & (inventory.what == "meta-train")]
     t = TRAINING["mlp"]["full"]
-    from l2l_core.experiments.setups import CONTRAST_META_SEEDS
+    from l2l_core.experiments.setups import SIDE_ARM_META_SEEDS
 
-    assert len(mnist) == len(t["meta_seeds"]) + min(len(t["meta_seeds"]), CONTRAST_META_SEEDS)  # both inits' LSTMs
+    assert len(mnist) == len(t["meta_seeds"]) + min(len(t["meta_seeds"]), SIDE_ARM_META_SEEDS)  # both inits' LSTMs
     trajectories = t["meta_epochs"] * t["trajectories_per_epoch"]
     validation = (t["meta_epochs"] + 1) * t["n_val_tasks"] * t["train_steps"] * RATES["mlp_lstm_step"]
     assert mnist.seconds.iloc[0] == pytest.approx(trajectories * RATES["mlp_trajectory"] + validation)

@@ -23,7 +23,7 @@ from l2l_core.evaluation.claims import Claim, Part, check_claims, claim_data
 from l2l_core.evaluation.defect_effects import defect_effect, holm_effects
 from l2l_core.tasks.data import DatasetNotFoundError
 from l2l_core.evaluation.evaluate import LSTM_LABEL, Comparison, compare, compare_together
-from l2l_core.experiments.setups import lstms_at_budget, mnist_like_setup, mnist_lstms, mnist_setup
+from l2l_core.experiments.setups import SIDE_ARM_META_SEEDS, lstms_at_budget, mnist_like_setup, mnist_lstms, mnist_setup
 from l2l_core.experiments.lstms import TrainedLSTMs, plan_seeds, train_together
 from l2l_core.experiments.settings import Settings, setting_label
 from l2l_core.io import write_frame, write_json
@@ -42,8 +42,9 @@ CHANCE_26 = 100 * math.log(26)  # summed loss over 100 steps of a 26-class class
 
 
 def errata_budget(s: Settings) -> dict:
-    """The seeds and trajectories every LSTM of this chapter is meta-trained with (both arms alike)."""
-    return dict(seeds=s.meta_seeds, trajectories=s.errata_trajectories)
+    """The seeds and trajectories every LSTM of this chapter is meta-trained with (both arms alike): the main arm's
+    first ``SIDE_ARM_META_SEEDS`` seeds."""
+    return dict(seeds=s.meta_seeds[:SIDE_ARM_META_SEEDS], trajectories=s.errata_trajectories)
 
 
 def defect_arms(s: Settings) -> dict:

@@ -25,7 +25,7 @@ from l2l_core.io import atomic_path, write_json
 from l2l_core.tasks.families import QuadraticFamily
 from l2l_core.training.meta_train import last_attempt
 
-from l2l_core.experiments.setups import CONTRAST_META_SEEDS, mnist_setup, mnist_snapshots
+from l2l_core.experiments.setups import SIDE_ARM_META_SEEDS, mnist_setup, mnist_snapshots
 from l2l_core.experiments.protocol import lstm_name
 from l2l_core.experiments.lstms import SeedPlan, plan_seeds
 from l2l_core.experiments.settings import REFERENCE_DIR, REFERENCE_PROFILE, REPO_ROOT, settings
@@ -112,7 +112,7 @@ def arm_plans(out: Path = REFERENCE_DIR, arms=ARMS, seeds=None, profile: str = P
             s = settings("02_mnist", "mlp", profile)
             main, contrast = mnist_setup(s)[0]
             family = contrast if arm.endswith("pytorch_init") else main
-            wanted = tuple(k for k in wanted if family is main or k < CONTRAST_META_SEEDS)
+            wanted = tuple(k for k in wanted if family is main or k < SIDE_ARM_META_SEEDS)
             if wanted:
                 add(chapter, plan_seeds(family, s, folder, lstm_name(family, main), seeds=wanted, progress=False,
                                         snapshot_budgets=mnist_snapshots(s)), arm)

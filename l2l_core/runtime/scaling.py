@@ -17,7 +17,7 @@ from l2l_core.optimizers.baselines import LR_GRID
 from l2l_core.tasks.data import dataset_shape
 from l2l_core.tasks.families import MLPFamily, MLPShape, QuadraticFamily
 from l2l_core.experiments.errata import defect_arms as errata_arms, errata_budget
-from l2l_core.experiments.setups import CONTRAST_META_SEEDS, architectures_setup, cifar_svhn_setup, mnist_like_setup, relu_setup
+from l2l_core.experiments.setups import SIDE_ARM_META_SEEDS, architectures_setup, cifar_svhn_setup, mnist_like_setup, relu_setup
 from l2l_core.experiments.settings import mlp_family, settings
 
 MNIST_DIM = MLPShape((784, 20, 10)).dim  # the unit of an MLP job's size
@@ -79,9 +79,9 @@ def job_inventory(profile: str, rates: dict) -> pd.DataFrame:
 
     m = settings("02_mnist", "mlp", profile)
     n, trajectories = len(m.meta_seeds), m.meta_epochs * m.trajectories_per_epoch
-    add("02_mnist", "meta-train", [_meta_job(m, trajectories, 1.0, "mlp", rates)] * (n + min(n, CONTRAST_META_SEEDS)))
+    add("02_mnist", "meta-train", [_meta_job(m, trajectories, 1.0, "mlp", rates)] * (n + min(n, SIDE_ARM_META_SEEDS)))
     mnist = mlp_family(m)
-    for notebook, families, lstms in (("02_mnist", [mnist], n), ("02_mnist", [mnist], min(n, CONTRAST_META_SEEDS)),
+    for notebook, families, lstms in (("02_mnist", [mnist], n), ("02_mnist", [mnist], min(n, SIDE_ARM_META_SEEDS)),
                                       ("03_architectures", architectures_setup(m)[0], n),
                                       ("04_relu", relu_setup(m)[0], n),
                                       ("05_mnist_like", mnist_like_setup(m)[0], n),
