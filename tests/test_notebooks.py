@@ -71,3 +71,15 @@ def test_no_notebook_line_is_cut_off_at_the_cells_right_edge(path):
             for line in cell.source.splitlines()
             if len(line) > 100 and not (cell.cell_type == "markdown" and line.lstrip().startswith("|"))]
     assert not long, f"{path.name}: (cell, length) of lines over 100 characters: {long}"
+
+
+def test_a_partial_run_into_a_new_folder_skips_the_book_and_says_why(tmp_path, monkeypatch, capsys):
+    # make reproduce ONLY=... into a fresh build folder: its notebooks ran, but the book needs every chapter's
+    ran, build_book = [], reproduce.build_book
+    monkeypatch.setattr(reproduce, "run_notebooks", lambda profile, out, *args: ran.append(out) or None)
+    monkeypatch.setattr(reproduce, "build_book", lambda out: pytest.fail("the book was built without its notebooks"))
+    reproduce.main(["--profile", "smoke", "--out", str(tmp_path / "build"), "--only", "04_relu"])
+    printed = capsys.readouterr().out
+    assert ran and "book not built" in printed and "01_quadratic" in printed and "book: not built" in printed
+    with pytest.raises(FileNotFoundError, match="executed notebooks missing"):  # the whole run still insists on it
+        build_book(tmp_path / "build")

@@ -184,6 +184,14 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
     return timings
 
 
+def executed_notebooks(out: Path) -> tuple[Path, list[str]]:
+    """The folder the book is built from (``reference_tables.executed_folder``) and the notebooks missing there."""
+    from l2l_core.experiments.reference_tables import executed_folder
+
+    executed = executed_folder(out, NOTEBOOKS)
+    return executed, [n for n in NOTEBOOKS if not (executed / f"{n}.ipynb").is_file()]
+
+
 def build_book(out: Path) -> Path:
     """Stage the book sources plus the executed notebooks in out/site and build HTML (warnings are errors)."""
     site = out / "site"
@@ -193,10 +201,7 @@ def build_book(out: Path) -> Path:
     for item in BOOK_FILES:
         src = REPO_ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, site / item)
-    from l2l_core.experiments.reference_tables import executed_folder
-
-    executed = executed_folder(out, NOTEBOOKS)
-    missing = [n for n in NOTEBOOKS if not (executed / f"{n}.ipynb").is_file()]
+    executed, missing = executed_notebooks(out)
     if missing:
         raise FileNotFoundError(f"executed notebooks missing in {executed}: {missing}; run without --book-only first")
     # dot-files are the temporary copies of an interrupted run (io.atomic_path): never part of the book
@@ -258,14 +263,20 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     timings = None if args.book_only else run_notebooks(args.profile, out, args.device, args.only, args.force,
                                                           overrides)
-    html = build_book(out)
+    executed, missing = executed_notebooks(out)
+    if args.only and missing:  # a partial run into a new build folder: its notebooks ran, the book cannot be whole
+        html = None
+        print(f"[reproduce] book not built: {len(missing)} notebooks have not run in {executed} ({', '.join(missing)}); "
+              "run without --only (ONLY=) to build it", flush=True)
+    else:
+        html = build_book(out)
     print(summary(out, html, timings, time.perf_counter() - start), flush=True)
     if args.profile == REFERENCE_PROFILE and not (args.book_only or args.only):
         from l2l_core.experiments.reference_tables import check_run
         check_run(out)
 
 
-def summary(out: Path, html: Path, timings: pd.DataFrame | None, seconds: float) -> str:
+def summary(out: Path, html: Path | None, timings: pd.DataFrame | None, seconds: float) -> str:
     """The closing lines of `make reproduce`: what ran, how long, peak memory, where the book is, the verdicts."""
     import resource
 
@@ -283,7 +294,7 @@ def summary(out: Path, html: Path, timings: pd.DataFrame | None, seconds: float)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernels are our children
     lines.append(f"  peak memory of the largest child process (a notebook kernel, the book build or the compiler of the "
                  f"fused kernels): {peak:.0f} MB")
-    lines.append(f"  book: {html / 'index.html'}")
+    lines.append(f"  book: {html / 'index.html' if html is not None else 'not built'}")
     try:
         verdicts = holm_verdicts(collect_claims(out / "results"))["verdict_holm"].value_counts()
         lines.append("  claims (Holm): " + ", ".join(f"{n} {v}" for v, n in verdicts.items()))
