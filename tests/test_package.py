@@ -8,8 +8,8 @@ ROOT = Path(l2l_core.__file__).parent
 # top-level utilities, the job engine, then each concept, the chapters' experiments, their presentation, and last the
 # drivers that run the whole book; a layer may import from those before it only (README, "Layout")
 LAYERS = ["top", "runtime", "optimizers", "tasks", "evaluation", "training", "errata", "experiments", "book", "drivers"]
-# runtime's drivers (``make reproduce`` and its scaling estimate) run everything else, so they come last
-DRIVERS = {"l2l_core.runtime.reproduce", "l2l_core.runtime.scaling"}
+# runtime's drivers (``make reproduce``, its book build and its scaling estimate) run everything else, so they come last
+DRIVERS = {"l2l_core.runtime.reproduce", "l2l_core.runtime.book_build", "l2l_core.runtime.scaling"}
 
 
 def _imports() -> dict[str, set[str]]:

@@ -11,8 +11,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,13 +22,13 @@ from l2l_core.tasks.data import resolve_data_root
 from l2l_core.experiments.registry import CHAPTERS
 from l2l_core.experiments.settings import PROFILES, REFERENCE_PROFILE, REPO_ROOT
 from l2l_core.io import write_frame, write_json
+from l2l_core.runtime.book_build import build_book, executed_notebooks
 from l2l_core.runtime.notebook_run import build_kernels, execute_notebook, parse_overrides
 from l2l_core.runtime.terminal import minutes_text, time_left
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 # name -> notebooks whose results it reads (its stamp includes theirs), in the book's order: from the registry
 NOTEBOOKS: dict[str, tuple[str, ...]] = {c.name: c.reads for c in CHAPTERS.values()}
-BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
 
 def _hash_files(paths) -> str:
@@ -182,40 +180,6 @@ def run_notebooks(profile: str, out: Path, device: str = "cpu", only=None, force
     timings = pd.DataFrame(rows)
     write_frame(timings, timings_file)
     return timings
-
-
-def executed_notebooks(out: Path) -> tuple[Path, list[str]]:
-    """The folder the book is built from (``reference_tables.executed_folder``) and the notebooks missing there."""
-    from l2l_core.experiments.reference_tables import executed_folder
-
-    executed = executed_folder(out, NOTEBOOKS)
-    return executed, [n for n in NOTEBOOKS if not (executed / f"{n}.ipynb").is_file()]
-
-
-def build_book(out: Path) -> Path:
-    """Stage the book sources plus the executed notebooks in out/site and build HTML (warnings are errors)."""
-    site = out / "site"
-    if site.exists():
-        shutil.rmtree(site)
-    site.mkdir(parents=True)
-    for item in BOOK_FILES:
-        src = REPO_ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, site / item)
-    executed, missing = executed_notebooks(out)
-    if missing:
-        raise FileNotFoundError(f"executed notebooks missing in {executed}: {missing}; run without --book-only first")
-    # dot-files are the temporary copies of an interrupted run (io.atomic_path): never part of the book
-    shutil.copytree(executed, site / "book" / "experiments", ignore=shutil.ignore_patterns(".*"))
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(site), "--builder", "html", "-W",
-           "--keep-going"]
-    log = out / "book-build.log"
-    with open(log, "w") as handle:  # Sphinx's page-by-page chatter goes to the log; shown if the build fails
-        done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT)
-    if done.returncode:
-        tail = log.read_text().splitlines()[-40:]
-        raise RuntimeError(f"jupyter-book failed (exit {done.returncode}); last lines of {log}:\n" + "\n".join(tail))
-    html = site / "_build" / "html"
-    return html
 
 
 def prepare(out: Path, profile: str = "smoke", device: str = "cpu") -> list[Path]:
