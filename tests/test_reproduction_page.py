@@ -74,11 +74,14 @@ def test_the_page_lists_the_stored_reference_lstms_with_their_own_budget(tmp_pat
              "commit": "0123456789abcdef", "seconds": 10.0}
     (folder / "provenance-lstm-seed1.json").write_text(json.dumps(facts))
     # a restart after a stuck first epoch of 100 trajectories, then 300 trajectories of the selected attempt
+    # (the job spanned sessions: its provenance holds the last session's 10 s, its history every epoch's time)
     pd.DataFrame({"epoch": [0, 1, 0, 1, 2, 3], "trajectories": [0, 100, 100, 200, 300, 400],
-                  "val_loss_sum": [230, 230, 226, 80, 60, 38], "attempt": [0, 0, 1, 1, 1, 1]}).to_csv(
-        folder / "history-lstm-seed1.csv", index=False)
+                  "val_loss_sum": [230, 230, 226, 80, 60, 38], "attempt": [0, 0, 1, 1, 1, 1],
+                  "seconds": [0, 900, 0, 1800, 1800, 1500]}).to_csv(folder / "history-lstm-seed1.csv", index=False)
     table = reproduction.reference_run_table(tmp_path / "lstms")
     assert table.loc[0, "trajectories"] == 300 and table.loc[0, "attempts"] == 2 and table.loc[0, "commit"] == "0123456"
+    assert table.loc[0, "job seconds"] == 6000  # every epoch, the restarted attempt's included
     caption = reproduction.reference_run_view(tmp_path / "lstms")[0].data
     assert "1 LSTM stored" in caption and "38.00 to 38.00" in caption and "50.9" in caption
+    assert "02_mnist 1.7 h" in caption
     assert "no LSTM yet" in reproduction.reference_run_view(tmp_path / "absent")[0].data

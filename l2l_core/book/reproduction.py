@@ -239,23 +239,26 @@ def stored_tables_view(build_dir: str | Path, profile: str, reference: Path | No
 
 def reference_run_table(lstms: str | Path | None = None) -> pd.DataFrame:
     """Every LSTM the reference run has stored (``reference/lstms/<chapter>/provenance-*.json``): its arm and seed,
-    trajectories, attempts, best validation summed loss, and the machine, commit and seconds that trained it."""
+    trajectories, attempts, best validation summed loss, the machine and commit that trained it, and the job's seconds:
+    the sum of its epochs' times over every session that worked on it (its history; the provenance's are the last
+    session's part only)."""
     from l2l_core.experiments.settings import REFERENCE_DIR
 
     rows = []
     for path in sorted(Path(lstms or REFERENCE_DIR / "lstms").glob("*/provenance-*.json")):
         facts = json.loads(path.read_text())
         history = path.with_name(path.name.replace("provenance-", "history-").replace(".json", ".csv"))
-        trajectories = None
+        trajectories, seconds = None, facts["seconds"]
         if history.is_file():  # the selected attempt's own budget (a restart's wasted epoch is counted before it)
-            curve = pd.read_csv(history)
-            curve = curve[curve.attempt == curve.attempt.max()] if "attempt" in curve else curve
+            whole = pd.read_csv(history)
+            seconds = float(whole.seconds.sum()) if "seconds" in whole else seconds
+            curve = whole[whole.attempt == whole.attempt.max()] if "attempt" in whole else whole
             trajectories = int(curve.trajectories.max() - curve.trajectories.min())
         rows.append({"chapter": facts["chapter"], "LSTM": facts["name"], "seed": facts["meta_seed"],
                      "trajectories": trajectories, "attempts": facts["attempts"],
                      "best validation summed loss": facts["best_val_loss_sum"],
                      "CPU": f"{facts['cpu']} {facts['cpu_family_model']} ({facts['instruction_sets']})",
-                     "threads": facts["threads"], "commit": facts["commit"][:7], "seconds": facts["seconds"]})
+                     "threads": facts["threads"], "commit": facts["commit"][:7], "job seconds": round(seconds, 1)})
     return pd.DataFrame(rows)
 
 
@@ -270,5 +273,8 @@ def reference_run_view(lstms: str | Path | None = None) -> list:
     text = (f"{len(table)} LSTM{'s' if len(table) != 1 else ''} stored. " + (
         f"The main MNIST arm's {len(main)} seeds reach best validation summed losses of {main.min():.2f} to "
         f"{main.max():.2f}; the thesis' selected MNIST LSTM scored {THESIS_MNIST_LSTM}. " if len(main) else "")
-        + "Seconds are each job's time in the session that finished it, beside whatever else ran (not timings).")
+        + "Job time by chapter: " + ", ".join(f"{chapter} {secs / 3600:.1f} h" for chapter, secs in
+                                                       table.groupby("chapter")["job seconds"].sum().items())
+        + " (each job's epochs summed over the sessions that ran it; two jobs side by side on two cores, beside "
+          "whatever else ran: not timings).")
     return [_markdown(text), tidy(table)]
