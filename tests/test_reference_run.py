@@ -87,7 +87,8 @@ def test_reproduce_reuses_the_stored_lstms_and_keeps_a_chapters_own(two_runs, tm
 
 def test_the_reference_run_plans_every_lstm_the_books_profile_reads():
     # make reproduce trains nothing at the reference profile: a seed the book reads but the run never trains would be
-    # a gap in the store, and one it trains but the book never reads wasted hours; the side arms (PyTorch init, errata) take the main arm's first SIDE_ARM_META_SEEDS seeds
+    # a gap in the store, and one it trains but the book never reads wasted hours; the side arms (PyTorch init,
+    # errata) take the main arm's first SIDE_ARM_META_SEEDS seeds
     from l2l_core.experiments.errata import errata_budget
     from l2l_core.experiments.settings import settings
     from l2l_core.experiments.setups import SIDE_ARM_META_SEEDS

@@ -24,6 +24,9 @@ def executed_notebooks(out: Path) -> tuple[Path, list[str]]:
 
 def build_book(out: Path) -> Path:
     """Stage the book sources plus the executed notebooks in out/site and build HTML (warnings are errors)."""
+    executed, missing = executed_notebooks(out)  # before anything is staged: a refused build leaves no site behind
+    if missing:
+        raise FileNotFoundError(f"executed notebooks missing in {executed}: {missing}; run without --book-only first")
     site = out / "site"
     if site.exists():
         shutil.rmtree(site)
@@ -31,9 +34,6 @@ def build_book(out: Path) -> Path:
     for item in BOOK_FILES:
         src = REPO_ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, site / item)
-    executed, missing = executed_notebooks(out)
-    if missing:
-        raise FileNotFoundError(f"executed notebooks missing in {executed}: {missing}; run without --book-only first")
     # dot-files are the temporary copies of an interrupted run (io.atomic_path): never part of the book
     shutil.copytree(executed, site / "book" / "experiments", ignore=shutil.ignore_patterns(".*"))
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(site), "--builder", "html", "-W",
@@ -44,5 +44,4 @@ def build_book(out: Path) -> Path:
     if done.returncode:
         tail = log.read_text().splitlines()[-40:]
         raise RuntimeError(f"jupyter-book failed (exit {done.returncode}); last lines of {log}:\n" + "\n".join(tail))
-    html = site / "_build" / "html"
-    return html
+    return site / "_build" / "html"
