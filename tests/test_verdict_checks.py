@@ -232,3 +232,23 @@ def test_the_stored_reference_run_passes_the_three_checks(tmp_path):
     assert set(table.loc[far, "check_b"]) <= {"repeats", verdict_checks.LIMITED}
     assert table.loc[~far, "R"].notna().all()  # every near claim is printed with its repeatability
     assert len(table) == len(run_claim_data(STORED))  # every claim the stored chapters state is checked
+
+
+SEED_RULE = REPO / "reference" / "seed_rule"  # the first five reference seeds' evaluation that sized the main arm
+
+
+def test_the_stored_seed_rule_evaluation_repeats_and_asks_for_more_than_five_seeds(tmp_path):
+    # the main arm's ten seeds were chosen from this stored evaluation of seeds 0-4 (chapters 02-06): rerun on the
+    # stored tables, the checks give the stored table again and pass, and the rule asks for more than five seeds
+    out = tmp_path / "checks"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        code = verdict_checks.main([str(SEED_RULE / "tables"), "--seed-cap", "10", "--out", str(out)])
+    assert code == 0, printed.getvalue()
+    new, stored = (pd.read_csv(p / "verdict_checks.csv") for p in (out, SEED_RULE / "checks"))
+    # float64 statistics of the same stored numbers: only the order of numpy's reductions can differ between CPUs,
+    # a relative error of a few hundred ulps (1e-13) on sums of 250 terms; 1e-9 leaves room for the normal quantiles
+    pd.testing.assert_frame_equal(new, stored, check_exact=False, rtol=1e-9, atol=1e-12)
+    assert len(stored) == len(run_claim_data(SEED_RULE / "tables")) == 10 and set(stored.n_seeds) == {5}
+    assert stored.seeds_needed.max() > 10  # the cap of ten binds for at least one claim
+    limited = stored.check_b == verdict_checks.LIMITED
+    assert limited.any() and (stored.seeds_needed[limited] > 10).all()
