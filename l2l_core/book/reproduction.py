@@ -23,6 +23,7 @@ BENCH_RESULTS = REPO_ROOT / "bench" / "results"  # make bench writes bench/resul
 BENCH_FILES = ("results.json", "results-avx2.json")  # make bench, make bench-avx2
 ROUNDING_DIR = REPO_ROOT / "book" / "data" / "rounding_check"
 STABILITY_DIR = REPO_ROOT / "book" / "data" / "verdict_stability"
+SEED_RULE_DIR = REPO_ROOT / "reference" / "seed_rule"  # seeds 0-4 evaluated before seeds 5-9 (reference/README)
 
 
 def _markdown(text: str):
@@ -278,3 +279,51 @@ def reference_run_view(lstms: str | Path | None = None) -> list:
         + " (each job's epochs summed over the sessions that ran it; two jobs side by side on two cores, beside "
           "whatever else ran: not timings).")
     return [_markdown(text), tidy(table)]
+
+
+def seed_rule_table(folder: str | Path = SEED_RULE_DIR) -> pd.DataFrame | None:
+    """The stored evaluation that sized the main MNIST arm (``tools/verdict_checks.py`` on seeds 0-4, in
+    ``<folder>/checks``) as the page shows it: per claim its verdict, distance, R and the seeds the rule asks for;
+    None when none is stored."""
+    from l2l_core.book.pages import percent_ci, verdict_text
+
+    path = Path(folder) / "checks" / "verdict_checks.csv"
+    if not path.is_file():
+        return None
+    checks = pd.read_csv(path)
+    asks = [f"{n:.0f}" + (f" (above the cap of {cap})" if capped else "") if pd.notna(n) else ""
+            for n, cap, capped in checks[["seeds_needed", "seed_cap", "capped"]].itertuples(index=False)]
+    return pd.DataFrame({
+        "chapter": checks["experiment"], "setting": checks["setting"], "claim": checks["claim"],
+        "seeds": checks["n_seeds"],
+        "verdict (Holm)": [verdict_text(v, n) for v, n in checks[["verdict_holm", "near_threshold"]]
+                           .itertuples(index=False)],
+        "distance, % [95% CI]": [percent_ci(*v) for v in checks[["distance", "distance_lo", "distance_hi"]]
+                                 .itertuples(index=False)],
+        "R [range]": ["" if pd.isna(r) else f"{r:.2f}\u00a0[{lo:.2f},\u00a0{hi:.2f}]"
+                      for r, lo, hi in checks[["R", "R_lo", "R_hi"]].itertuples(index=False)],
+        "seeds the rule asks": asks})
+
+
+def seed_rule_view(folder: str | Path = SEED_RULE_DIR) -> list:
+    """The seed-rule evaluation with a caption that counts, from the stored table, the claims that asked for more
+    than its seeds and the ones the compute cap limits."""
+    from l2l_core.evaluation.repeatability import TARGET
+
+    table = seed_rule_table(folder)
+    if table is None:
+        return [_markdown("No seed-rule evaluation is stored.")]
+    checks = pd.read_csv(Path(folder) / "checks" / "verdict_checks.csv")
+    made = json.loads((Path(folder) / "tables" / "machine.json").read_text())
+    seeds, cap = int(checks["n_seeds"].max()), int(checks["seed_cap"].max())
+    more = checks[checks["seeds_needed"] > seeds]
+    capped = checks[checks["capped"].astype(bool)]
+    wide = checks[checks["R_lo"] < TARGET]
+    text = (f"{len(checks)} claims, {seeds} seeds x {int(checks['n_tasks'].max())} tasks each "
+            f"({made['cpu']} {made['cpu_family_model']}, {made['threads']} thread per job). "
+            f"The rule asks for more than {seeds} seeds for {len(more)} of them, and for more than the cap of {cap} "
+            f"for {len(capped)} ({'; '.join(f'{r.setting}: {r.seeds_needed:.0f}' for r in capped.itertuples())}); "
+            f"{len(wide)} claims' R ranges reach below {TARGET} at {seeds} seeds. So the main arm was given the cap: "
+            f"seeds {seeds} to {cap - 1} were trained after this table. How it was made: {made['how']}; commits: "
+            + "; ".join(f"{chapters} {commit}" for chapters, commit in made["commits"].items()) + ".")
+    return [_markdown(text), tidy(table, widths=CLAIM_WIDTHS)]
