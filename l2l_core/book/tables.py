@@ -24,3 +24,10 @@ def tidy(frame: pd.DataFrame, index: bool = False, widths: dict | None = None):
         styler = styler.set_table_styles({column: [{"selector": "td", "props": f"min-width: {em}em"}]
                                           for column, em in widths.items() if column in frame.columns}, overwrite=False)
     return styler if index else styler.hide(axis="index")
+
+
+def markdown(text: str):
+    """``text`` as a Markdown display object: the caption above a table (IPython is imported only when one is made)."""
+    from IPython.display import Markdown
+
+    return Markdown(text)
