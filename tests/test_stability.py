@@ -1,7 +1,6 @@
 """Verdict stability: claims decided again on halves and resamples of pooled LSTMs, exactly as two runs would be."""
 import itertools
 from dataclasses import replace
-import math
 
 import numpy as np
 import pandas as pd

@@ -67,7 +67,7 @@ def client(setting: str | None = None):
     if setting == "serial":
         return None
     if setting not in _clients:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if setting == "local":
             start_local_cluster(max(1, (os.cpu_count() or 1) // job_threads(setting)))
