@@ -138,6 +138,20 @@ def seed_strip(per_seed: str) -> str:
     return " ".join(f"{100 * v:+.0f}" for v in sorted(values))
 
 
+def r_text(r, lo, hi) -> str:
+    """A repeatability R with its range, on one line; '' where it was not estimated."""
+    return "" if pd.isna(r) else f"{r:.2f}\u00a0[{lo:.2f},\u00a0{hi:.2f}]"
+
+
+def seeds_needed_text(n, tasks=None, capped=False, cap: int | None = None) -> str:
+    """The seeds the seed rule asks for, with the task count where seeds alone cannot do it, and whether the compute
+    cap binds (naming the cap where it is given); '' where the rule gives none."""
+    if pd.isna(n):
+        return ""
+    binds = (f" (above the cap of {cap})" if cap is not None else " (capped)") if capped else ""
+    return f"{int(n)}" + (f" ({int(tasks)} tasks)" if tasks and tasks > 0 else "") + binds
+
+
 def verdict_text(verdict: str, near: bool) -> str:
     """The verdict, with *near threshold* beside it where the claim's distance is under ``claims.NEAR``."""
     return f"{verdict} (near threshold)" if near is True or near == "True" else verdict

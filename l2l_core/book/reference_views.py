@@ -26,10 +26,10 @@ def stored_tables_view(build_dir: str | Path, profile: str, reference: Path | No
     stored = reference / "tables" / "machine.json"
     if profile != REFERENCE_PROFILE:
         return [markdown(f"The stored tables are the `{REFERENCE_PROFILE}` profile's; this book was built from the "
-                          f"`{profile}` profile, so there is nothing to compare with them.")]
+                         f"`{profile}` profile, so there is nothing to compare with them.")]
     if not stored.is_file():
         return [markdown("No tables of the reference run are stored yet: `make store-evaluation` stores them from a "
-                          "finished `make reproduce`.")]
+                         "finished `make reproduce`.")]
     table, same = reference_tables.check(Path(build_dir) / "results", reference)
     made, counts = json.loads(stored.read_text()), reference_tables.summary(table)
     text = (f"Stored by {made.get('cpu')} (family/model {made.get('cpu_family_model')}, {made.get('instruction_sets')}), "
@@ -84,18 +84,14 @@ def reference_run_view(lstms: str | Path | None = None) -> list:
     return [markdown(text), tidy(table)]
 
 
-def seed_rule_table(folder: str | Path = SEED_RULE_DIR) -> pd.DataFrame | None:
-    """The stored evaluation that sized the main MNIST arm (``tools/verdict_checks.py`` on seeds 0-4, in
-    ``<folder>/checks``) as the page shows it: per claim its verdict, distance, R and the seeds the rule asks for;
-    None when none is stored."""
-    from l2l_core.book.pages import percent_ci, verdict_text
-
+def _stored_checks(folder: str | Path) -> pd.DataFrame | None:
     path = Path(folder) / "checks" / "verdict_checks.csv"
-    if not path.is_file():
-        return None
-    checks = pd.read_csv(path)
-    asks = [f"{n:.0f}" + (f" (above the cap of {cap})" if capped else "") if pd.notna(n) else ""
-            for n, cap, capped in checks[["seeds_needed", "seed_cap", "capped"]].itertuples(index=False)]
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _seed_rule_rows(checks: pd.DataFrame) -> pd.DataFrame:
+    from l2l_core.book.pages import percent_ci, r_text, seeds_needed_text, verdict_text
+
     return pd.DataFrame({
         "chapter": checks["experiment"], "setting": checks["setting"], "claim": checks["claim"],
         "seeds": checks["n_seeds"],
@@ -103,9 +99,17 @@ def seed_rule_table(folder: str | Path = SEED_RULE_DIR) -> pd.DataFrame | None:
                            .itertuples(index=False)],
         "distance, % [95% CI]": [percent_ci(*v) for v in checks[["distance", "distance_lo", "distance_hi"]]
                                  .itertuples(index=False)],
-        "R [range]": ["" if pd.isna(r) else f"{r:.2f}\u00a0[{lo:.2f},\u00a0{hi:.2f}]"
-                      for r, lo, hi in checks[["R", "R_lo", "R_hi"]].itertuples(index=False)],
-        "seeds the rule asks": asks})
+        "R [range]": [r_text(*v) for v in checks[["R", "R_lo", "R_hi"]].itertuples(index=False)],
+        "seeds the rule asks": [seeds_needed_text(n, None, capped, cap) for n, cap, capped in
+                                checks[["seeds_needed", "seed_cap", "capped"]].itertuples(index=False)]})
+
+
+def seed_rule_table(folder: str | Path = SEED_RULE_DIR) -> pd.DataFrame | None:
+    """The stored evaluation that sized the main MNIST arm (``tools/verdict_checks.py`` on seeds 0-4, in
+    ``<folder>/checks``) as the page shows it: per claim its verdict, distance, R and the seeds the rule asks for;
+    None when none is stored."""
+    checks = _stored_checks(folder)
+    return None if checks is None else _seed_rule_rows(checks)
 
 
 def seed_rule_view(folder: str | Path = SEED_RULE_DIR) -> list:
@@ -113,10 +117,9 @@ def seed_rule_view(folder: str | Path = SEED_RULE_DIR) -> list:
     than its seeds and the ones the compute cap limits."""
     from l2l_core.evaluation.repeatability import TARGET
 
-    table = seed_rule_table(folder)
-    if table is None:
+    checks = _stored_checks(folder)
+    if checks is None:
         return [markdown("No seed-rule evaluation is stored.")]
-    checks = pd.read_csv(Path(folder) / "checks" / "verdict_checks.csv")
     made = json.loads((Path(folder) / "tables" / "machine.json").read_text())
     seeds, cap = int(checks["n_seeds"].max()), int(checks["seed_cap"].max())
     more = checks[checks["seeds_needed"] > seeds]
@@ -129,4 +132,4 @@ def seed_rule_view(folder: str | Path = SEED_RULE_DIR) -> list:
             f"{len(wide)} claims' R ranges reach below {TARGET} at {seeds} seeds. So the main arm was given the cap: "
             f"seeds {seeds} to {cap - 1} were trained after this table. How it was made: {made['how']}; commits: "
             + "; ".join(f"{chapters} {commit}" for chapters, commit in made["commits"].items()) + ".")
-    return [markdown(text), tidy(table, widths=CLAIM_WIDTHS)]
+    return [markdown(text), tidy(_seed_rule_rows(checks), widths=CLAIM_WIDTHS)]

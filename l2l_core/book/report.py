@@ -21,15 +21,7 @@ def conclusions_view(claims: pd.DataFrame) -> pd.DataFrame:
     distance to the threshold with the crossed and the Holm-adjusted 95% intervals, the re-run interval, the verdict
     (Holm) with near threshold, its repeatability R [range] and the seeds the seed rule asks for. The full row is on
     the claim's chapter page (linked)."""
-    from l2l_core.book.pages import percent_ci, verdict_text
-
-    def r_text(r, lo, hi):
-        return "" if pd.isna(r) else f"{r:.2f}\u00a0[{lo:.2f},\u00a0{hi:.2f}]"
-
-    def seeds_text(n, tasks, capped):
-        if pd.isna(n):
-            return ""
-        return f"{int(n)}" + (f" ({int(tasks)} tasks)" if tasks and tasks > 0 else "") + (" (capped)" if capped else "")
+    from l2l_core.book.pages import percent_ci, r_text, seeds_needed_text, verdict_text
 
     link = [f"[{e}]({CHAPTER_PAGES.get(e[:2], '')})" if e[:2] in CHAPTER_PAGES else e for e in claims["experiment"]]
     return pd.DataFrame({
@@ -42,7 +34,7 @@ def conclusions_view(claims: pd.DataFrame) -> pd.DataFrame:
                                .itertuples(index=False)],
         "verdict": [verdict_text(v, n) for v, n in zip(claims["verdict_holm"], claims["near_threshold"])],
         "R": [r_text(*v) for v in claims[["R", "R_lo", "R_hi"]].itertuples(index=False)],
-        "seeds needed": [seeds_text(*v) for v in claims[["seeds_needed", "tasks_needed", "capped"]]
+        "seeds needed": [seeds_needed_text(*v) for v in claims[["seeds_needed", "tasks_needed", "capped"]]
                          .itertuples(index=False)],
     })
 

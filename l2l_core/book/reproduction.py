@@ -29,7 +29,7 @@ STABILITY_DIR = REPO_ROOT / "book" / "data" / "verdict_stability"
 def build_note(profile: str):
     """The page's first line: which profile built the book, and whether its numbers are the book's evidence."""
     return markdown(f"**This book was built from the `{profile}` profile.**"
-                     + ("" if profile == "full" else " Its numbers are not the book's evidence: run `make reproduce`."))
+                    + ("" if profile == "full" else " Its numbers are not the book's evidence: run `make reproduce`."))
 
 
 def kernel_status() -> str:
@@ -108,9 +108,9 @@ def bench_views(root: str | Path = BENCH_RESULTS) -> list:
         bench = bench_table(path)
         machine = bench.attrs.get("machine") or {}
         items += [markdown(f"`{path.parent.name}/{path.name}`: {machine.get('cpu')} "
-                            f"({machine.get('instruction_sets')}), {machine.get('threads')} threads, kernels "
-                            f"`{machine.get('kernel_flags', 'not recorded')}`; peak RSS "
-                            f"{bench.attrs.get('peak_rss_mb') or 0:.0f} MB"), tidy(bench)]
+                           f"({machine.get('instruction_sets')}), {machine.get('threads')} threads, kernels "
+                           f"`{machine.get('kernel_flags', 'not recorded')}`; peak RSS "
+                           f"{bench.attrs.get('peak_rss_mb') or 0:.0f} MB"), tidy(bench)]
     return items or [markdown("No `make bench` result is stored.")]
 
 
